@@ -1,0 +1,3 @@
+from saslauth.cli import main
+
+raise SystemExit(main())
