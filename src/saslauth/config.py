@@ -1,0 +1,240 @@
+"""Configuration: YAML parsed once into frozen, validated models.
+
+Every problem is reported as ``FILE:LINE: key: message`` (all of them at once), through
+:class:`saslauth.errors.ConfigError`.  Unknown keys are errors.  Durations are written ``2s``,
+``500ms``, ``1h``; socket modes must be quoted strings (YAML 1.1 reads ``0660`` as 432).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+)
+
+from saslauth.errors import ConfigError
+from saslauth.usernames import DEFAULT_ALLOWED_CHARS
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _duration(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("a duration like 2s, 500ms or 1h")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNITS[match.group(2)]
+    raise ValueError("a duration like 2s, 500ms or 1h")
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UsernameSettings(_Model):
+    lowercase: bool = True
+    allowed_chars: str = DEFAULT_ALLOWED_CHARS
+    default_domain: str = ""
+
+
+class UnixListener(_Model):
+    path: str
+    mode: str = "0660"
+    user: str | None = None
+    group: str | None = None
+    name: str | None = None
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: object) -> object:
+        if not isinstance(value, str) or not re.fullmatch(r"0?[0-7]{3}", value):
+            raise ValueError('an octal mode in quotes, like "0660"')
+        return value
+
+    @property
+    def mode_bits(self) -> int:
+        return int(self.mode, 8)
+
+
+class TcpListener(_Model):
+    address: str
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        ipaddress.IPv4Network("127.0.0.0/8"),
+        ipaddress.IPv6Network("::1/128"),
+    )
+    name: str | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+            raise ValueError("HOST:PORT, like 127.0.0.1:12345 or [::1]:12345")
+        return value
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.address.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+def _listener_kind(value: Any) -> str:
+    return "tcp" if isinstance(value, dict) and "address" in value else "unix"
+
+
+Listener = Annotated[
+    Annotated[UnixListener, Tag("unix")] | Annotated[TcpListener, Tag("tcp")],
+    Discriminator(_listener_kind),
+]
+
+
+class VerifierSettings(_Model):
+    user: str = "root"
+    threads: int = Field(default=0, ge=0, le=256)  # 0: one per CPU core
+
+
+class PasswdFileSettings(_Model):
+    driver: Literal["passwd-file"]
+    path: str
+    default_scheme: str = "CRYPT"
+    name: str | None = None
+
+
+PassdbSettings = PasswdFileSettings
+
+
+class Config(_Model):
+    user: str = "saslauth"
+    failure_delay: Duration = 2.0
+    tempfail: Literal["fail", "disconnect"] = "fail"
+    mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")
+    username: UsernameSettings = UsernameSettings()
+    listen: tuple[Listener, ...] = Field(min_length=1)
+    verifier: VerifierSettings = VerifierSettings()
+    passdb: tuple[PassdbSettings, ...] = Field(min_length=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("mechanisms")
+    @classmethod
+    def _mechanisms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from saslauth.mechanisms import registry
+
+        known = registry()
+        names = tuple(name.upper() for name in value)
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"unknown mechanism {unknown[0]} (known: {', '.join(known)})")
+        if not names:
+            raise ValueError("at least one mechanism")
+        return names
+
+    @field_validator("failure_delay")
+    @classmethod
+    def _delay(cls, value: float) -> float:
+        if value >= 10:
+            raise ValueError("must be under 10s: Postfix gives up on the auth server after 10 s")
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        if value in ("root", "0"):
+            raise ValueError("the network-facing process must not run as root")
+        return value
+
+
+# ---- loading ---------------------------------------------------------------------------------
+
+Lines = dict[tuple[str | int, ...], int]
+
+
+def _record_lines(node: yaml.Node, path: tuple[str | int, ...], lines: Lines) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (path, key_node.value)
+            lines[(*key[0], key[1])] = key_node.start_mark.line + 1
+            _record_lines(value_node, (*path, key_node.value), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*path, index)] = item.start_mark.line + 1
+            _record_lines(item, (*path, index), lines)
+
+
+def _locate(loc: tuple[str | int, ...], lines: Lines) -> tuple[int, str]:
+    """Map a pydantic error location to (line, dotted key), skipping union tags."""
+    path: tuple[str | int, ...] = ()
+    for part in loc:
+        if (*path, part) in lines:
+            path = (*path, part)
+        elif isinstance(part, str) and part not in ("unix", "tcp", "passwd-file"):
+            path = (*path, part)  # a missing key: report it at its parent's line
+    line = 1
+    for cut in range(len(path), 0, -1):
+        if path[:cut] in lines:
+            line = lines[path[:cut]]
+            break
+    return line, ".".join(str(p) for p in path) or "config"
+
+
+def parse(text: str, filename: str) -> Config:
+    """Parse and validate a configuration text; raise ConfigError listing every problem."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError([(filename, line, "yaml", str(exc.problem or exc))]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([(filename, 1, "yaml", str(exc))]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([(filename, 1, "config", "the file must hold a YAML mapping")])
+    lines: Lines = {}
+    _record_lines(node, (), lines)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        errors = exc.errors(include_url=False)
+        for error in errors:
+            loc = tuple(error["loc"])
+            if error["type"] == "too_short" and any(
+                len(other["loc"]) > len(loc) and tuple(other["loc"][: len(loc)]) == loc
+                for other in errors
+            ):
+                continue  # a list whose items are all wrong: the items' errors say it better
+            line, key = _locate(loc, lines)
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append((filename, line, key, message))
+        raise ConfigError(problems) from None
+
+
+def load(path: str | Path) -> Config:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([(str(path), 1, "config", f"cannot read: {exc}")]) from None
+    return parse(text, str(path))

@@ -1,0 +1,200 @@
+"""The network-facing process: accepts clients and speaks the Dovecot protocol.
+
+Started by the master as ``python -m saslauth.front`` with its listening sockets, a socket to
+the verifier child and a control socket already open, and its settings (plain JSON) on stdin.
+When the master ran as root, this process was started as the unprivileged ``user`` with no
+supplementary groups, and it refuses to run if it could become root again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import secrets
+import signal
+import socket
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from saslauth import logs
+from saslauth.config import Config
+from saslauth.session import Session, SessionSettings
+from saslauth.usernames import UsernamePolicy
+from saslauth.verifier.client import VerifierClient
+
+log = logging.getLogger("saslauth.front")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+DRAIN_DEADLINE = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerInfo:
+    label: str
+    allow: tuple[Network, ...] | None  # None: UNIX socket, filesystem permissions decide
+
+
+def _allowed(peer: Any, allow: tuple[Network, ...]) -> bool:
+    if not isinstance(peer, tuple) or not peer:
+        return False
+    try:
+        address = ipaddress.ip_address(peer[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in net for net in allow)
+
+
+class Front:
+    def __init__(self, settings: SessionSettings) -> None:
+        self.settings = settings
+        self.verifier = VerifierClient(on_broken=self._verifier_broken)
+        self.sessions: set[Session] = set()
+        self._cuid = 0
+        self._control: socket.socket | None = None
+        self.stop = asyncio.Event()
+
+    def session_factory(self, listener: ListenerInfo) -> Session:
+        self._cuid += 1
+        session = _ListenerSession(
+            self.settings, self.verifier.verify, self._cuid, secrets.token_hex(16), listener
+        )
+        self.sessions.add(session)
+        session.on_close = self.sessions.discard
+        return session
+
+    def _verifier_broken(self) -> None:
+        if self._control is not None:
+            with contextlib.suppress(OSError):
+                self._control.send(b"RESTART\n")
+
+    def _control_readable(self) -> None:
+        assert self._control is not None
+        try:
+            message, fds, _flags, _addr = socket.recv_fds(self._control, 1024, 4)
+        except OSError:
+            message, fds = b"", []
+        if not message:
+            log.error("master process went away; stopping")
+            asyncio.get_running_loop().remove_reader(self._control.fileno())
+            self.stop.set()
+            return
+        for fd in fds:
+            sock = socket.socket(fileno=fd)
+            asyncio.get_running_loop().call_soon(self._attach, sock)
+
+    def _attach(self, sock: socket.socket) -> None:
+        task = asyncio.ensure_future(self.verifier.attach(sock))
+        task.add_done_callback(lambda t: t.exception() and log.error("attach: %s", t.exception()))
+
+    async def run(
+        self,
+        listen: list[tuple[socket.socket, ListenerInfo]],
+        verifier: socket.socket,
+        control: socket.socket,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._control = control
+        control.setblocking(False)
+        loop.add_reader(control.fileno(), self._control_readable)
+        await self.verifier.attach(verifier)
+        servers = []
+        for sock, info in listen:
+            servers.append(await loop.create_server(partial(self.session_factory, info), sock=sock))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the master handles reloads
+        log.info("front ready (pid %d, uid %d, gid %d)", os.getpid(), os.getuid(), os.getgid())
+        await self.stop.wait()
+        log.info("stopping: no new connections; finishing requests in flight")
+        for server in servers:
+            server.close()
+        await self._drain()
+        for session in list(self.sessions):
+            if session.transport is not None:
+                session.transport.close()
+        self.verifier.close()
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_DEADLINE
+        while any(s.pending for s in self.sessions) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
+
+class _ListenerSession(Session):
+    def __init__(
+        self,
+        settings: SessionSettings,
+        verify: Any,
+        cuid: int,
+        cookie: str,
+        listener: ListenerInfo,
+    ) -> None:
+        super().__init__(settings, verify, cuid, cookie)
+        self.listener = listener
+        self.on_close: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        if self.listener.allow is not None:
+            self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+            if not _allowed(peer, self.listener.allow):
+                log.warning("refused connection from %s on %s: not in allow", self.peer, self.listener.label)
+                transport.close()
+                return
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.on_close is not None:
+            self.on_close(self)
+
+
+def session_settings(config: Config) -> SessionSettings:
+    usernames = config.username
+    policy = UsernamePolicy(
+        lowercase=usernames.lowercase,
+        allowed_chars=frozenset(usernames.allowed_chars),
+        default_domain=usernames.default_domain,
+    )
+    return SessionSettings.create(
+        config.mechanisms,
+        policy,
+        failure_delay=config.failure_delay,
+        tempfail=config.tempfail,
+        spid=os.getpid(),
+    )
+
+
+def check_unprivileged() -> None:
+    """Refuse to serve if this process is, or could become again, root."""
+    if os.getuid() == 0 or os.geteuid() == 0 or 0 in os.getresuid():
+        raise SystemExit("front: still root after the privilege drop; refusing to run")
+    try:
+        os.setuid(0)
+    except PermissionError:
+        return
+    raise SystemExit("front: could regain root; refusing to run")
+
+
+def run_front(
+    config: Config,
+    listeners: list[tuple[socket.socket, ListenerInfo]],
+    verifier: socket.socket,
+    control: socket.socket,
+    *,
+    unprivileged: bool,
+) -> int:
+    """Entry point of the forked front process."""
+    logs.setup(config.log_level, "front")
+    if unprivileged:
+        check_unprivileged()
+    front = Front(session_settings(config))
+    asyncio.run(front.run(listeners, verifier, control))
+    return 0

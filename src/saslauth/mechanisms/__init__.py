@@ -1,0 +1,128 @@
+"""SASL mechanisms as pure generators.
+
+A mechanism never performs I/O.  Its :meth:`Mechanism.exchange` is a generator that *yields
+effects* — :class:`Challenge` (send data, get the client's answer) or :class:`VerifyPlain`
+(check a password, get a :class:`~saslauth.passdb.Lookup`) — and *returns* an :class:`Outcome`.
+``session.py`` drives it.  The typed helpers :func:`challenge` and :func:`verify_plain` narrow
+the reply type so mechanism code reads ``data = yield from challenge(b"")``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+from saslauth.events import AuthRequest
+from saslauth.passdb import Lookup, Verdict
+from saslauth.usernames import Identity, UsernamePolicy
+
+
+class SecurityFlags(enum.Flag):
+    """MECH flag words with Dovecot's bit values (``auth-client-interface.h``)."""
+
+    NONE = 0
+    PRIVATE = 0x01
+    ANONYMOUS = 0x02
+    PLAINTEXT = 0x04
+    DICTIONARY = 0x08
+    ACTIVE = 0x10
+    FORWARD_SECRECY = 0x20
+    MUTUAL_AUTH = 0x40
+
+    def words(self) -> list[str]:
+        """The flag words in the order Dovecot 2.3 emits them."""
+        return [
+            word
+            for flag, word in _FLAG_WORDS
+            if flag in self  # noqa: SIM118 - enum.Flag membership, not a dict
+        ]
+
+
+_FLAG_WORDS = (
+    (SecurityFlags.PRIVATE, "private"),
+    (SecurityFlags.ANONYMOUS, "anonymous"),
+    (SecurityFlags.PLAINTEXT, "plaintext"),
+    (SecurityFlags.DICTIONARY, "dictionary"),
+    (SecurityFlags.ACTIVE, "active"),
+    (SecurityFlags.FORWARD_SECRECY, "forward-secrecy"),
+    (SecurityFlags.MUTUAL_AUTH, "mutual-auth"),
+)
+
+
+class PassdbNeed(enum.Enum):
+    NOTHING = enum.auto()
+    VERIFY_PLAIN = enum.auto()
+    LOOKUP_CREDENTIALS = enum.auto()
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyPlain:
+    identity: Identity
+    password: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientResponse:
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    identity: Identity
+    lookup: Lookup
+    final: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """``identity`` is None when the mechanism never got a username (no ``user=`` in FAIL)."""
+
+    identity: Identity | None
+    lookup: Lookup | None = None
+
+
+Effect = Challenge | VerifyPlain
+Reply = ClientResponse | Lookup
+Outcome = Success | Failure
+Exchange = Generator[Effect, Reply, Outcome]
+
+
+def challenge(data: bytes) -> Generator[Effect, Reply, bytes]:
+    reply = yield Challenge(data)
+    assert isinstance(reply, ClientResponse), reply
+    return reply.data
+
+
+def verify_plain(identity: Identity, password: bytes) -> Generator[Effect, Reply, Outcome]:
+    """Ask for a password check and turn the passdb's answer into the outcome."""
+    lookup = yield VerifyPlain(identity, password)
+    assert isinstance(lookup, Lookup), lookup
+    if lookup.verdict is Verdict.OK:
+        user = lookup.user or identity.user
+        return Success(Identity(user, identity.original), lookup)
+    return Failure(identity, lookup)
+
+
+class Mechanism(Protocol):
+    name: ClassVar[str]
+    security: ClassVar[SecurityFlags]
+    needs: ClassVar[PassdbNeed]
+
+    def __init__(self, usernames: UsernamePolicy) -> None: ...
+
+    def exchange(self, request: AuthRequest) -> Exchange: ...
+
+
+def registry() -> dict[str, type[Mechanism]]:
+    """Built-in mechanisms by name (imported here to keep the plugin modules independent)."""
+    from saslauth.mechanisms.login import Login
+    from saslauth.mechanisms.plain import Plain
+
+    return {Plain.name: Plain, Login.name: Login}

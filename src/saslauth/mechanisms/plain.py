@@ -1,0 +1,43 @@
+"""PLAIN (RFC 4616): ``authzid NUL authcid NUL password`` in one message."""
+
+from __future__ import annotations
+
+from typing import ClassVar, final
+
+from saslauth import wire
+from saslauth.events import AuthRequest
+from saslauth.mechanisms import (
+    Exchange,
+    Failure,
+    PassdbNeed,
+    SecurityFlags,
+    challenge,
+    verify_plain,
+)
+from saslauth.usernames import UsernamePolicy
+
+
+@final
+class Plain:
+    name: ClassVar[str] = "PLAIN"
+    security: ClassVar[SecurityFlags] = SecurityFlags.PLAINTEXT
+    needs: ClassVar[PassdbNeed] = PassdbNeed.VERIFY_PLAIN
+
+    def __init__(self, usernames: UsernamePolicy) -> None:
+        self._usernames = usernames
+
+    def exchange(self, request: AuthRequest) -> Exchange:
+        data = request.initial
+        if data is None:  # no initial response: an empty challenge asks for it
+            data = yield from challenge(b"")
+        parts = data.split(b"\x00")
+        if len(parts) != 3:  # exactly two NULs, or it is "invalid input" (no user= in FAIL)
+            return Failure(None)
+        authzid, authcid, password = parts
+        identity = self._usernames.identify(wire.decode_text(authcid))
+        if not identity.valid:
+            return Failure(identity)
+        if authzid and authzid != authcid:
+            # A different authzid is a master-user login; there are no master passdbs (yet).
+            return Failure(identity)
+        return (yield from verify_plain(identity, password))

@@ -1,0 +1,108 @@
+"""Runs the configured passdbs in order with Dovecot's default chain semantics.
+
+First OK wins; ``unknown user`` and ``password mismatch`` go on to the next passdb; an internal
+failure goes on too, but if nothing later succeeds the answer is a temporary failure.  Extra
+fields that Dovecot handles for every passdb are applied here once: ``allow_nets``, ``nologin``,
+``nodelay`` and ``user``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import ClassVar, Protocol
+
+from saslauth.errors import BackendError
+from saslauth.passdb import Lookup, Verdict
+from saslauth.verifier import VerifyRequest
+
+log = logging.getLogger("saslauth.passdb")
+
+
+class PassDB(Protocol):
+    """A password database driver, as the verifier child runs it."""
+
+    driver: ClassVar[str]
+    name: str
+
+    async def verify_plain(self, request: VerifyRequest) -> Lookup:
+        """Check a password.  Raises BackendError when the backend cannot answer."""
+        ...
+
+
+def _allowed(nets: str, rip: str | None) -> bool:
+    for token in nets.replace(",", " ").split():
+        if token == "local":
+            if rip is None:
+                return True
+            continue
+        if rip is None:
+            continue
+        try:
+            if ipaddress.ip_address(rip) in ipaddress.ip_network(token, strict=False):
+                return True
+        except ValueError:
+            log.warning("allow_nets: ignoring invalid network %r", token)
+    return False
+
+
+def apply_fields(lookup: Lookup, request: VerifyRequest) -> Lookup:
+    """Apply the generic extra fields to a passdb's answer."""
+    extra = dict(lookup.extra)
+    nodelay = "nodelay" in extra
+    user = extra.get("user") or lookup.user
+    if lookup.verdict is not Verdict.OK:
+        return replace(lookup, nodelay=nodelay, extra=())
+    nets = extra.get("allow_nets")
+    if nets is not None and not _allowed(nets, request.rip):
+        return Lookup(
+            Verdict.PASSWORD_MISMATCH,
+            user=user,
+            backend=lookup.backend,
+            nodelay=nodelay,
+            log_reason=f"allow_nets check failed for rip {request.rip or 'unknown'}",
+        )
+    fields = tuple(
+        (k, v) for k, v in lookup.extra if k not in ("user", "allow_nets", "nodelay", "nologin")
+    )
+    if "nologin" in extra:
+        # Dovecot: the password was right but the user may not log in; reason= goes along.
+        reason = tuple((k, v) for k, v in fields if k == "reason")
+        return Lookup(
+            Verdict.USER_DISABLED,
+            user=user,
+            backend=lookup.backend,
+            nodelay=nodelay,
+            extra=reason,
+            log_reason="nologin",
+        )
+    return replace(lookup, user=user, nodelay=nodelay, extra=fields)
+
+
+class Chain:
+    def __init__(self, passdbs: Sequence[PassDB]) -> None:
+        self.passdbs = list(passdbs)
+
+    async def verify_plain(self, request: VerifyRequest) -> Lookup:
+        internal: Lookup | None = None
+        failure: Lookup | None = None
+        for passdb in self.passdbs:
+            try:
+                lookup = await passdb.verify_plain(request)
+            except BackendError as exc:
+                log.error("passdb %s: %s", passdb.name, exc)
+                internal = Lookup(Verdict.INTERNAL_FAILURE, backend=passdb.name, log_reason=str(exc))
+                continue
+            lookup = apply_fields(lookup, request)
+            if lookup.verdict is Verdict.OK:
+                return lookup
+            if lookup.verdict is Verdict.INTERNAL_FAILURE:
+                internal = lookup
+            elif failure is None or failure.verdict is Verdict.USER_UNKNOWN:
+                failure = lookup
+        if internal is not None:
+            return internal
+        assert failure is not None
+        return failure

@@ -1,0 +1,117 @@
+"""Dovecot's passwd-file format: ``user:{SCHEME}hash:uid:gid:gecos:home:shell:extra fields``.
+
+Comments (``#``) and blank lines are skipped; extra fields are space-separated ``key=value``
+words after the seventh colon (``userdb_*`` ones belong to the userdb and are ignored here).
+The file is re-read whenever its inode, size or mtime changes.  A missing or unreadable file is
+an outage (temporary failure), never "unknown user".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import ClassVar, final
+
+from saslauth import schemes
+from saslauth.config import PasswdFileSettings
+from saslauth.errors import BackendError, SchemeError
+from saslauth.events import Fields
+from saslauth.passdb import Lookup, Verdict
+from saslauth.verifier import VerifyRequest
+
+log = logging.getLogger("saslauth.passdb")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    password: str = field(repr=False)
+    extra: Fields = ()
+
+
+def parse_extra(text: str) -> Fields:
+    fields: list[tuple[str, str | None]] = []
+    for word in text.split():
+        name, eq, value = word.partition("=")
+        if name and not name.startswith("userdb_"):
+            fields.append((name, value if eq else None))
+    return tuple(fields)
+
+
+def parse(text: str, origin: str) -> dict[str, Entry]:
+    """Parse a passwd-file.  Malformed lines are logged by number (never content) and skipped."""
+    entries: dict[str, Entry] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.split(":", 7)
+        if len(parts) < 2 or not parts[0]:
+            log.warning("%s:%d: malformed line skipped", origin, number)
+            continue
+        extra = parse_extra(parts[7]) if len(parts) == 8 else ()
+        entries.setdefault(parts[0], Entry(parts[1], extra))
+    return entries
+
+
+@final
+class PasswdFile:
+    driver: ClassVar[str] = "passwd-file"
+
+    def __init__(self, settings: PasswdFileSettings, executor: Executor) -> None:
+        self.settings = settings
+        self.name = settings.name or f"passwd-file:{settings.path}"
+        self._executor = executor
+        self._stamp: tuple[int, int, int] | None = None
+        self._entries: dict[str, Entry] = {}
+        self._dummy = ""
+
+    def _refresh(self) -> None:
+        path = self.settings.path
+        try:
+            st = os.stat(path)
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            if stamp == self._stamp:
+                return
+            with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+                text = handle.read()
+        except OSError as exc:
+            self._stamp = None
+            raise BackendError(f"cannot read {path}: {exc.strerror}") from None
+        self._entries = parse(text, path)
+        self._stamp = stamp
+        # Unknown users are checked against a real hash from the file, so they cost the same.
+        self._dummy = next(iter(self._entries.values())).password if self._entries else ""
+        log.info("passwd-file %s: loaded %d users", path, len(self._entries))
+
+    async def _check(self, password: bytes, stored: str, user: str) -> bool:
+        scheme = self.settings.default_scheme
+        if schemes.is_cheap(stored, default_scheme=scheme):
+            return schemes.verify(password, stored, user=user, default_scheme=scheme)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor,
+            lambda: schemes.verify(password, stored, user=user, default_scheme=scheme),
+        )
+
+    async def verify_plain(self, request: VerifyRequest) -> Lookup:
+        self._refresh()
+        entry = self._entries.get(request.user)
+        if entry is None:
+            if self._dummy:
+                try:
+                    await self._check(request.password, self._dummy, request.user)
+                except SchemeError:
+                    pass
+            return Lookup(Verdict.USER_UNKNOWN, backend=self.name)
+        if not entry.password:
+            return Lookup(Verdict.PASSWORD_MISMATCH, backend=self.name, log_reason="empty password")
+        try:
+            matched = await self._check(request.password, entry.password, request.user)
+        except SchemeError as exc:
+            log.error("passwd-file %s: user %s: %s", self.settings.path, request.user, exc)
+            return Lookup(Verdict.INTERNAL_FAILURE, backend=self.name, log_reason=str(exc))
+        if not matched:
+            return Lookup(Verdict.PASSWORD_MISMATCH, user=None, backend=self.name, extra=entry.extra)
+        return Lookup(Verdict.OK, backend=self.name, extra=entry.extra)

@@ -1,0 +1,264 @@
+"""Sans-I/O server side of the Dovecot auth-client protocol (h11 style: bytes in, events out).
+
+Rules, all from Dovecot 2.3 (``dovecot-auth-protocol.md`` sections 1-3):
+
+1. Every violation — bad handshake, unknown command, malformed AUTH/CONT/CANCEL, unsupported
+   mechanism, missing ``service``, duplicate active id, a field after ``resp``, an empty line,
+   16384 bytes without LF — raises :class:`RemoteProtocolError`: the caller closes the
+   connection without a reply, exactly as Dovecot does.  There are no error lines.
+2. Request ids are tracked here and only here.  An id is *active* from AUTH until its OK or FAIL
+   is sent, it is cancelled, or it is rejected.  Each active id is either BUSY (the server is
+   working on it) or WAITING (a server CONT was sent and the client's answer is due).  Unlike
+   Dovecot, a delayed FAIL keeps its id active until it is sent, so an id is never answered
+   twice (Dovecot's stale-FAIL quirk, T26).
+3. Problems that Dovecot answers with an immediate FAIL (bad base64, CONT for an unknown id or
+   when none is expected) come out of :meth:`ServerConnection.next_event` as :class:`Rejected`.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Iterable
+
+from saslauth import wire
+from saslauth.errors import LocalProtocolError, RemoteProtocolError
+from saslauth.events import (
+    AuthRequest,
+    Cancel,
+    Challenge,
+    ClientEvent,
+    Continue,
+    Fail,
+    Ok,
+    Rejected,
+    ServerEvent,
+)
+
+SERVER_VERSION = (1, 2)  # what Dovecot 2.3 announces
+MAX_ID = 2**32 - 1
+
+REASON_TIMED_OUT = "Authentication request timed out"
+REASON_UNEXPECTED = "Unexpected continuation"
+REASON_BAD_INITIAL = "Invalid base64 data in initial response"
+REASON_BAD_CONTINUED = "Invalid base64 data in continued response"
+
+
+class Handshake(enum.Enum):
+    EXPECT_VERSION = enum.auto()
+    EXPECT_CPID = enum.auto()
+    READY = enum.auto()
+
+
+class RequestState(enum.Enum):
+    BUSY = enum.auto()  # the server's turn
+    WAITING = enum.auto()  # a CONT was sent; the client's turn
+
+
+def _uint(value: bytes, *, nonzero: bool = False) -> int | None:
+    """Unsigned 32-bit decimal as Dovecot's str_to_uint32 accepts it (no sign, no spaces)."""
+    if not value.isdigit() or not value.isascii():
+        return None
+    number = int(value)
+    if number > MAX_ID or (nonzero and number == 0):
+        return None
+    return number
+
+
+def _ip(value: str) -> str | None:
+    """Unparsable addresses (empty, ``unknown``) are silently ignored, as in Dovecot."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def _port(value: str) -> int | None:
+    return int(value) if value.isdigit() and 0 < int(value) < 65536 else None
+
+
+class ServerConnection:
+    """Protocol state of one client connection.
+
+    Args:
+        mechanisms: the configured mechanism names (upper case) with their MECH flag words.
+    """
+
+    def __init__(self, mechanisms: Iterable[tuple[str, Iterable[str]]]) -> None:
+        self._mechs = {name.upper(): tuple(flags) for name, flags in mechanisms}
+        self._buffer = bytearray()
+        self.handshake = Handshake.EXPECT_VERSION
+        self.client_minor = 0
+        self.requests: dict[int, RequestState] = {}
+
+    # ---- greeting -----------------------------------------------------------------------
+    def greeting(self, spid: int, cuid: int, cookie: str) -> bytes:
+        """The whole 2.3 handshake, sent at once on accept.  MECH lines must precede SPID."""
+        lines = [b"VERSION\t%d\t%d\n" % SERVER_VERSION]
+        for name, flags in self._mechs.items():
+            lines.append(wire.join_fields([b"MECH", name.encode(), *(f.encode() for f in flags)]))
+        lines.append(b"SPID\t%d\nCUID\t%d\nCOOKIE\t%s\nDONE\n" % (spid, cuid, cookie.encode()))
+        return b"".join(lines)
+
+    # ---- input --------------------------------------------------------------------------
+    def receive_data(self, data: bytes) -> None:
+        self._buffer += data
+
+    def next_event(self) -> ClientEvent | None:
+        """Parse buffered input until one event results; None when more data is needed."""
+        while True:
+            end = self._buffer.find(b"\n", 0, wire.MAX_LINE)
+            if end < 0:
+                if len(self._buffer) >= wire.MAX_LINE:
+                    raise RemoteProtocolError(f"client sent more than {wire.MAX_LINE} bytes")
+                return None
+            line = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            nul = line.find(b"\x00")
+            if nul >= 0:  # the line is handled as a C string: a NUL truncates it
+                line = line[:nul]
+            event = self._handle_line(line)
+            if event is not None:
+                return event
+
+    def _handle_line(self, line: bytes) -> ClientEvent | None:
+        if self.handshake is Handshake.READY:
+            command, _, rest = line.partition(b"\t")
+            if command == b"AUTH":
+                return self._auth(line)
+            if command == b"CONT":
+                return self._cont(rest)
+            if command == b"CANCEL":
+                return self._cancel(rest)
+            raise RemoteProtocolError(f"unknown command: {command[:32]!r}")
+        fields = line.split(b"\t")
+        if self.handshake is Handshake.EXPECT_VERSION:
+            if len(fields) != 3 or fields[0] != b"VERSION":
+                raise RemoteProtocolError("invalid VERSION line")
+            major, minor = _uint(fields[1]), _uint(fields[2])
+            if major is None or minor is None:
+                raise RemoteProtocolError("invalid VERSION line")
+            if major != SERVER_VERSION[0]:
+                raise RemoteProtocolError(f"client protocol version {major} is not compatible")
+            self.client_minor = minor
+            self.handshake = Handshake.EXPECT_CPID
+            return None
+        if len(fields) != 2 or fields[0] != b"CPID" or _uint(fields[1], nonzero=True) is None:
+            raise RemoteProtocolError("invalid CPID line")
+        self.handshake = Handshake.READY
+        return None
+
+    def _auth(self, line: bytes) -> ClientEvent:
+        fields = wire.split_fields(line)
+        if len(fields) < 3:
+            raise RemoteProtocolError("AUTH without id and mechanism")
+        request_id = _uint(fields[1], nonzero=True)
+        if request_id is None:
+            raise RemoteProtocolError("AUTH with an invalid id")
+        mechanism = fields[2].decode("ascii", "replace").upper()
+        if mechanism not in self._mechs:
+            raise RemoteProtocolError(f"unsupported mechanism {mechanism[:32]!r}")
+        params: dict[str, str] = {}
+        flags: set[str] = set()
+        resp: bytes | None = None
+        last = len(fields) - 1
+        for index in range(3, len(fields)):
+            name, eq, value = fields[index].partition(b"=")
+            if name == b"resp":
+                if index != last:
+                    raise RemoteProtocolError("AUTH has fields after resp")
+                resp = value
+            elif eq:
+                params[wire.decode_text(name)] = wire.decode_text(value)
+            elif name:
+                flags.add(wire.decode_text(name))
+        if "service" not in params:
+            raise RemoteProtocolError("AUTH without service")
+        if request_id in self.requests:
+            raise RemoteProtocolError(f"duplicate request id {request_id}")
+        initial: bytes | None = None
+        if resp is not None and (resp or self.client_minor >= 2):
+            # Clients with minor < 2 (Postfix, Exim) send an empty resp= to mean "none"; a lone
+            # "=" is the SMTP/IMAP convention for an empty initial response (RFC 4954).
+            initial = b"" if resp == b"=" else wire.b64decode(resp)
+            if initial is None:
+                return Rejected(request_id, REASON_BAD_INITIAL, "invalid_base64")
+        self.requests[request_id] = RequestState.BUSY
+        return AuthRequest(
+            id=request_id,
+            mechanism=mechanism,
+            service=params["service"],
+            initial=initial,
+            lip=_ip(params.get("lip", "")),
+            rip=_ip(params.get("rip", "")),
+            lport=_port(params.get("lport", "")),
+            rport=_port(params.get("rport", "")),
+            secured="secured" in flags or "secured" in params,
+            valid_client_cert="valid-client-cert" in flags,
+            no_penalty="no-penalty" in flags,
+            final_resp_ok="final-resp-ok" in flags,
+            params=params,
+        )
+
+    def _cont(self, rest: bytes) -> ClientEvent:
+        # Dovecot 2.3 takes everything after the second TAB verbatim (no unescaping).
+        raw_id, tab, data = rest.partition(b"\t")
+        request_id = _uint(raw_id)
+        if not tab or request_id is None:
+            raise RemoteProtocolError("invalid CONT line")
+        state = self.requests.get(request_id)
+        if state is None:
+            return Rejected(request_id, REASON_TIMED_OUT)
+        del self.requests[request_id]
+        if state is RequestState.BUSY:
+            return Rejected(request_id, REASON_UNEXPECTED, aborted=True)
+        decoded = wire.b64decode(data)
+        if decoded is None:
+            return Rejected(request_id, REASON_BAD_CONTINUED, "invalid_base64", aborted=True)
+        self.requests[request_id] = RequestState.BUSY
+        return Continue(request_id, decoded)
+
+    def _cancel(self, rest: bytes) -> Cancel | None:
+        request_id = _uint(rest.partition(b"\t")[0])
+        if request_id is None:
+            raise RemoteProtocolError("invalid CANCEL line")
+        if self.requests.pop(request_id, None) is None:
+            return None  # unknown ids are ignored silently
+        return Cancel(request_id)
+
+    # ---- output -------------------------------------------------------------------------
+    def expire(self, request_id: int) -> None:
+        """Forget a request silently (its idle timeout ran out)."""
+        self.requests.pop(request_id, None)
+
+    def send(self, event: ServerEvent) -> bytes:
+        """Render a reply and update the request's state."""
+        state = self.requests.get(event.id)
+        if state is not RequestState.BUSY:
+            raise LocalProtocolError(f"reply for request {event.id} in state {state}")
+        head = b"%d" % event.id
+        if isinstance(event, Challenge):
+            self.requests[event.id] = RequestState.WAITING
+            return b"CONT\t" + head + b"\t" + wire.b64encode(event.data) + b"\n"
+        del self.requests[event.id]
+        if isinstance(event, Ok):
+            parts = [b"OK", head, b"user=" + wire.encode_text(event.user)]
+        else:
+            parts = [b"FAIL", head]
+        for name, value in event.fields:
+            field = name.encode()
+            if value is not None:
+                field += b"=" + wire.encode_text(value)
+            parts.append(field)
+        return wire.join_fields(parts)
+
+    @staticmethod
+    def reject(event: Rejected) -> bytes:
+        """The immediate FAIL line for a :class:`Rejected` event (its id is already inactive)."""
+        parts = [b"FAIL", b"%d" % event.id]
+        if event.code:
+            parts.append(b"code=" + event.code.encode())
+        parts.append(b"reason=" + wire.encode_text(event.reason))
+        return wire.join_fields(parts)

@@ -1,0 +1,257 @@
+"""One client connection: drives the protocol state machine and one mechanism per request.
+
+This is the single place that maps outcomes and exceptions to wire lines.  No task per
+request: mechanisms are generators resumed from callbacks (verifier futures, timers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from saslauth import mechanisms as mech
+from saslauth.errors import LocalProtocolError, RemoteProtocolError
+from saslauth.events import AuthRequest, Cancel, Challenge, Continue, Fail, Ok, Rejected
+from saslauth.logs import kv
+from saslauth.passdb import Lookup, Verdict
+from saslauth.protocol import ServerConnection
+from saslauth.usernames import UsernamePolicy
+from saslauth.verifier import VerifyRequest
+
+log = logging.getLogger("saslauth.auth")
+
+IDLE_TIMEOUT = 150.0  # Dovecot's MASTER_AUTH_SERVER_TIMEOUT_SECS: a silent request is dropped
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    mechanisms: dict[str, type[mech.Mechanism]]
+    usernames: UsernamePolicy
+    failure_delay: float = 2.0
+    tempfail: Literal["fail", "disconnect"] = "fail"
+    spid: int = 0
+    mech_lines: list[tuple[str, list[str]]] = field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls,
+        names: list[str] | tuple[str, ...],
+        usernames: UsernamePolicy,
+        **kwargs: object,
+    ) -> SessionSettings:
+        known = mech.registry()
+        chosen = {name: known[name] for name in names}
+        lines = [(name, cls_.security.words()) for name, cls_ in chosen.items()]
+        return cls(chosen, usernames, mech_lines=lines, **kwargs)  # type: ignore[arg-type]
+
+
+Verify = Callable[[VerifyRequest], "asyncio.Future[Lookup]"]
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: AuthRequest
+    exchange: mech.Exchange
+    started: float
+    timer: asyncio.TimerHandle | None = None
+
+
+class Session(asyncio.Protocol):
+    """The protocol object for one accepted connection."""
+
+    def __init__(
+        self, settings: SessionSettings, verify: Verify, cuid: int, cookie: str, peer: str = ""
+    ) -> None:
+        self.settings = settings
+        self._verify = verify
+        self._cuid = cuid
+        self._cookie = cookie
+        self.peer = peer
+        self.conn = ServerConnection(settings.mech_lines)
+        self.transport: asyncio.Transport | None = None
+        self.pending: dict[int, _Pending] = {}
+        self._loop = asyncio.get_event_loop()
+        self.closed = asyncio.Event()
+
+    # ---- transport callbacks --------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.conn.greeting(self.settings.spid, self._cuid, self._cookie))
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        conn.receive_data(data)
+        try:
+            while self.transport is not None:
+                event = conn.next_event()
+                if event is None:
+                    return
+                if isinstance(event, AuthRequest):
+                    self._begin(event)
+                elif isinstance(event, Continue):
+                    self._continue(event)
+                elif isinstance(event, Cancel):
+                    self._drop(event.id)
+                else:
+                    self._reject(event)
+        except RemoteProtocolError as exc:
+            log.warning("closing connection%s: protocol violation: %s", self._peer_text(), exc)
+            self._close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        for request_id in list(self.pending):
+            self._drop(request_id)
+        self.closed.set()
+
+    # ---- request lifecycle ----------------------------------------------------------------
+    def _begin(self, request: AuthRequest) -> None:
+        mechanism = self.settings.mechanisms[request.mechanism](self.settings.usernames)
+        pending = _Pending(request, mechanism.exchange(request), time.monotonic())
+        self.pending[request.id] = pending
+        self._step(pending, None)
+
+    def _continue(self, event: Continue) -> None:
+        pending = self.pending.get(event.id)
+        if pending is None:  # cannot happen: the protocol knows the id is waiting
+            raise LocalProtocolError(f"CONT for unknown request {event.id}")
+        if pending.timer is not None:
+            pending.timer.cancel()
+            pending.timer = None
+        self._step(pending, mech.ClientResponse(event.data))
+
+    def _reject(self, event: Rejected) -> None:
+        if event.aborted:
+            self._drop(event.id)
+        self._write(self.conn.reject(event))
+
+    def _drop(self, request_id: int) -> None:
+        pending = self.pending.pop(request_id, None)
+        if pending is not None:
+            if pending.timer is not None:
+                pending.timer.cancel()
+            pending.exchange.close()
+
+    def _expire(self, request_id: int) -> None:
+        self._drop(request_id)
+        self.conn.expire(request_id)
+
+    def _step(self, pending: _Pending, reply: mech.Reply | None) -> None:
+        try:
+            effect = pending.exchange.send(reply)  # type: ignore[arg-type]
+        except StopIteration as stop:
+            self._finish(pending, stop.value)
+            return
+        except Exception:
+            log.exception("bug in mechanism %s", pending.request.mechanism)
+            self._finish(pending, mech.Failure(None, Lookup(Verdict.INTERNAL_FAILURE)))
+            return
+        request_id = pending.request.id
+        if isinstance(effect, mech.Challenge):
+            self._write(self.conn.send(Challenge(request_id, effect.data)))
+            pending.timer = self._loop.call_later(IDLE_TIMEOUT, self._expire, request_id)
+            return
+        request = pending.request
+        future = self._verify(
+            VerifyRequest(
+                effect.identity.user,
+                effect.password,
+                request.service,
+                request.rip,
+                request.lip,
+                request.secured,
+            )
+        )
+        future.add_done_callback(lambda f: self._verified(pending, f))
+
+    def _verified(self, pending: _Pending, future: asyncio.Future[Lookup]) -> None:
+        if self.pending.get(pending.request.id) is not pending:
+            return  # cancelled, aborted or disconnected meanwhile: never answer
+        error = future.exception()
+        if error is not None:
+            log.error("verification failed: %s", error)
+            self._step(pending, Lookup(Verdict.INTERNAL_FAILURE, log_reason=str(error)))
+        else:
+            self._step(pending, future.result())
+
+    def _finish(self, pending: _Pending, outcome: mech.Outcome) -> None:
+        request = pending.request
+        request_id = request.id
+        if isinstance(outcome, mech.Success):
+            del self.pending[request_id]
+            lookup = outcome.lookup
+            fields = outcome.identity.reply_fields() + lookup.extra
+            self._write(self.conn.send(Ok(request_id, outcome.identity.user, fields)))
+            self._log(pending, "ok", outcome.identity.user, lookup)
+            return
+        lookup = outcome.lookup
+        temporary = lookup is not None and lookup.verdict is Verdict.INTERNAL_FAILURE
+        identity = outcome.identity
+        user = identity.user if identity is not None else None
+        self._log(pending, "tempfail" if temporary else "fail", user, lookup)
+        if temporary and self.settings.tempfail == "disconnect":
+            # Postfix answers 454 (temporary) only when the connection is lost mid-request.
+            self._close()
+            return
+        fields: list[tuple[str, str | None]] = []
+        if identity is not None:
+            fields.append(("user", identity.user))
+        nodelay = lookup is not None and lookup.nodelay
+        if nodelay:
+            fields.append(("nodelay", None))
+        if temporary:
+            fields.append(("code", "temp_fail"))
+        if lookup is not None:
+            fields.extend(lookup.extra)
+        if identity is not None:
+            fields.extend(identity.reply_fields())
+        reply = Fail(request_id, tuple(fields))
+        delay = 0.0 if nodelay else pending.started + self.settings.failure_delay - time.monotonic()
+        if delay <= 0:
+            self._send_failure(pending, reply)
+        else:
+            # The id stays active until the FAIL is sent, so it is never answered twice.
+            pending.timer = self._loop.call_later(delay, self._send_failure, pending, reply)
+
+    def _send_failure(self, pending: _Pending, reply: Fail) -> None:
+        if self.pending.get(reply.id) is not pending:
+            return
+        del self.pending[reply.id]
+        self._write(self.conn.send(reply))
+
+    # ---- helpers --------------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.connection_lost(None)
+
+    def _peer_text(self) -> str:
+        return f" from {self.peer}" if self.peer else ""
+
+    def _log(self, pending: _Pending, result: str, user: str | None, lookup: Lookup | None) -> None:
+        request = pending.request
+        verdict = lookup.verdict.value if lookup is not None else "invalid_input"
+        parts = [
+            f"result={result}",
+            f"user={kv(user) if user is not None else '-'}",
+            f"mech={request.mechanism}",
+            f"service={kv(request.service) or '-'}",
+            f"rip={request.rip or '-'}",
+            f"lip={request.lip or '-'}",
+            f"secured={'yes' if request.secured else 'no'}",
+            f"verdict={verdict}",
+            f"backend={kv(lookup.backend) if lookup and lookup.backend else '-'}",
+        ]
+        if lookup is not None and lookup.log_reason:
+            parts.append(f"reason={kv(lookup.log_reason)}")
+        parts.append(f"latency_ms={(time.monotonic() - pending.started) * 1000:.1f}")
+        log.info("auth: %s", " ".join(parts))

@@ -1,0 +1,136 @@
+"""PLAIN and LOGIN as pure generators: driven by hand, no event loop, no sockets."""
+
+from __future__ import annotations
+
+import pytest
+
+from saslauth import mechanisms as mech
+from saslauth.events import AuthRequest
+from saslauth.mechanisms.login import Login
+from saslauth.mechanisms.plain import Plain
+from saslauth.passdb import Lookup, Verdict
+from saslauth.usernames import Identity, UsernamePolicy
+
+POLICY = UsernamePolicy()
+USERS = {"alice": b"secret"}
+
+
+def run(
+    mechanism: mech.Mechanism, initial: bytes | None, answers: list[bytes]
+) -> tuple[list[bytes], list[mech.VerifyPlain], mech.Outcome]:
+    """Drive an exchange; return the challenges sent, the verify effects and the outcome."""
+    gen = mechanism.exchange(AuthRequest(1, mechanism.name, "smtp", initial))
+    challenges: list[bytes] = []
+    verifies: list[mech.VerifyPlain] = []
+    reply: mech.Reply | None = None
+    try:
+        while True:
+            effect = gen.send(reply)  # type: ignore[arg-type]
+            if isinstance(effect, mech.Challenge):
+                challenges.append(effect.data)
+                reply = mech.ClientResponse(answers.pop(0))
+            else:
+                verifies.append(effect)
+                ok = USERS.get(effect.identity.user) == effect.password
+                reply = Lookup(Verdict.OK if ok else Verdict.PASSWORD_MISMATCH)
+    except StopIteration as stop:
+        return challenges, verifies, stop.value
+
+
+def test_plain_initial_response() -> None:
+    challenges, verifies, outcome = run(Plain(POLICY), b"\0alice\0secret", [])
+    assert challenges == []
+    assert isinstance(outcome, mech.Success) and outcome.identity == Identity("alice", "alice")
+    assert verifies[0].password == b"secret"
+
+
+def test_plain_without_initial_response_gets_empty_challenge() -> None:
+    challenges, _, outcome = run(Plain(POLICY), None, [b"\0alice\0secret"])
+    assert challenges == [b""]
+    assert isinstance(outcome, mech.Success)
+
+
+@pytest.mark.parametrize("data", [b"", b"alice", b"alice\0pw", b"\0al\0ice\0secret"])
+def test_plain_needs_exactly_two_nuls(data: bytes) -> None:
+    _, verifies, outcome = run(Plain(POLICY), data, [])
+    assert outcome == mech.Failure(None) and not verifies
+
+
+def test_plain_authzid_equal_or_empty() -> None:
+    assert isinstance(run(Plain(POLICY), b"alice\0alice\0secret", [])[2], mech.Success)
+    _, verifies, outcome = run(Plain(POLICY), b"bob\0alice\0secret", [])
+    assert outcome == mech.Failure(Identity("alice", "alice")) and not verifies
+
+
+def test_plain_case_and_invalid_names() -> None:
+    _, _, outcome = run(Plain(POLICY), b"\0Alice\0secret", [])
+    assert isinstance(outcome, mech.Success)
+    assert outcome.identity == Identity("alice", "Alice")
+    assert outcome.identity.reply_fields() == (("original_user", "Alice"),)
+    _, verifies, outcome = run(Plain(POLICY), b"\0alice+tag\0secret", [])
+    assert outcome == mech.Failure(Identity("alice+tag", "alice+tag", valid=False)) and not verifies
+    _, _, outcome = run(Plain(POLICY), b"\0\0secret", [])
+    assert isinstance(outcome, mech.Failure) and outcome.identity is not None
+    assert outcome.identity.reply_fields() == (("original_user", ""),)
+
+
+def test_plain_wrong_password() -> None:
+    _, _, outcome = run(Plain(POLICY), b"\0alice\0wrong", [])
+    assert isinstance(outcome, mech.Failure)
+    assert outcome.lookup is not None and outcome.lookup.verdict is Verdict.PASSWORD_MISMATCH
+
+
+def test_plain_nul_in_password_is_fine_but_extra_nul_is_not() -> None:
+    _, verifies, _ = run(Plain(POLICY), b"\0alice\0", [])
+    assert verifies[0].password == b""
+
+
+def test_login_two_rounds() -> None:
+    challenges, _, outcome = run(Login(POLICY), None, [b"alice", b"secret"])
+    assert challenges == [b"Username:", b"Password:"]
+    assert isinstance(outcome, mech.Success)
+
+
+def test_login_initial_response_is_username() -> None:
+    challenges, _, outcome = run(Login(POLICY), b"alice", [b"secret"])
+    assert challenges == [b"Password:"]
+    assert isinstance(outcome, mech.Success)
+    challenges, _, _ = run(Login(POLICY), b"", [b"alice", b"secret"])
+    assert challenges == [b"Username:", b"Password:"]
+
+
+def test_login_bad_username_skips_password_round() -> None:
+    challenges, _, outcome = run(Login(POLICY), None, [b""])
+    assert challenges == [b"Username:"]
+    assert outcome == mech.Failure(Identity("", "", valid=False))
+
+
+def test_login_nul_fails_without_user() -> None:
+    assert run(Login(POLICY), b"al\0ice", [])[2] == mech.Failure(None)
+    assert run(Login(POLICY), b"alice", [b"se\0cret"])[2] == mech.Failure(None)
+
+
+def test_login_empty_password_reaches_passdb() -> None:
+    _, verifies, outcome = run(Login(POLICY), b"alice", [b""])
+    assert verifies[0].password == b"" and isinstance(outcome, mech.Failure)
+
+
+def test_username_policy() -> None:
+    policy = UsernamePolicy(default_domain="example.org")
+    assert policy.identify("Bob") == Identity("bob@example.org", "Bob")
+    assert policy.identify("bob@x.org") == Identity("bob@x.org", "bob@x.org")
+    assert not policy.identify("bo b").valid
+    assert not policy.identify("bøb").valid
+    assert UsernamePolicy(lowercase=False).identify("Bob") == Identity("Bob", "Bob")
+
+
+def test_flags_words() -> None:
+    assert Plain.security.words() == ["plaintext"]
+    flags = mech.SecurityFlags.DICTIONARY | mech.SecurityFlags.ACTIVE
+    assert flags.words() == ["dictionary", "active"]
+
+
+def test_password_never_in_repr() -> None:
+    effect = mech.VerifyPlain(Identity("alice", "alice"), b"hunter2")
+    assert "hunter2" not in repr(effect)
+    assert "hunter2" not in repr(mech.ClientResponse(b"hunter2"))

@@ -1,0 +1,311 @@
+"""The protocol state machine, fed bytes directly (no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from saslauth.errors import LocalProtocolError, RemoteProtocolError
+from saslauth.events import AuthRequest, Cancel, Challenge, Continue, Fail, Ok, Rejected
+from saslauth.protocol import Handshake, ServerConnection
+
+MECHS = [("PLAIN", ["plaintext"]), ("LOGIN", ["plaintext"])]
+GOOD = "AGFsaWNlAHNlY3JldA=="
+
+
+def ready(minor: int = 0) -> ServerConnection:
+    conn = ServerConnection(MECHS)
+    conn.receive_data(b"VERSION\t1\t%d\nCPID\t4242\n" % minor)
+    assert conn.next_event() is None
+    assert conn.handshake is Handshake.READY
+    return conn
+
+
+def feed(conn: ServerConnection, *lines: str) -> list[object]:
+    conn.receive_data("".join(line + "\n" for line in lines).encode())
+    events = []
+    while (event := conn.next_event()) is not None:
+        events.append(event)
+    return events
+
+
+def test_greeting_is_dovecot_23_shape() -> None:
+    conn = ServerConnection(MECHS)
+    lines = conn.greeting(123, 7, "ab" * 16).decode().split("\n")
+    assert lines == [
+        "VERSION\t1\t2",
+        "MECH\tPLAIN\tplaintext",
+        "MECH\tLOGIN\tplaintext",
+        "SPID\t123",
+        "CUID\t7",
+        "COOKIE\t" + "ab" * 16,
+        "DONE",
+        "",
+    ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"AUTH\t1\tPLAIN\tservice=smtp\n",  # before VERSION
+        b"VERSION\t2\t0\nCPID\t1\n",
+        b"VERSION\t1\t2\tfoo\n",
+        b"VERSION\t1\tx\n",
+        b"VERSION\t1\t2\nCPID\t0\n",
+        b"VERSION\t1\t2\nCPID\tabc\n",
+        b"VERSION\t1\t2\nAUTH\t1\tPLAIN\tservice=smtp\n",  # no CPID
+        b"VERSION\t1\t2\nCPID\t1\nVERSION\t1\t2\n",  # second VERSION
+        b"VERSION\t1\t2\nCPID\t1\nCPID\t1\n",
+        b"VERSION\t1\t2\nCPID\t1\n\n",  # empty line
+        b"VERSION\t1\t2\nCPID\t1\nFOO\tbar\n",
+        b"VERSION\t1\t2\nCPID\t1\nauth\t1\tPLAIN\tservice=smtp\n",  # commands are case-sensitive
+    ],
+)
+def test_handshake_and_command_violations_close(data: bytes) -> None:
+    conn = ServerConnection(MECHS)
+    conn.receive_data(data)
+    with pytest.raises(RemoteProtocolError):
+        while conn.next_event() is not None:
+            pass
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "AUTH\t1",
+        "AUTH\t0\tPLAIN\tservice=smtp",
+        "AUTH\tabc\tPLAIN\tservice=smtp",
+        "AUTH\t+1\tPLAIN\tservice=smtp",
+        "AUTH\t 1\tPLAIN\tservice=smtp",
+        "AUTH\t4294967296\tLOGIN\tservice=smtp",
+        "AUTH\t1\tDIGEST-MD5\tservice=smtp",
+        "AUTH\t1\tPLAIN\tresp=" + GOOD,  # no service
+        "AUTH\t1\tPLAIN\tservice=smtp\tresp=" + GOOD + "\tsecured",  # field after resp
+        "CONT\t1",
+        "CONT\tx\tAAAA",
+        "CANCEL\tx",
+    ],
+)
+def test_malformed_requests_close(line: str) -> None:
+    with pytest.raises(RemoteProtocolError):
+        feed(ready(), line)
+
+
+def test_auth_parses_postfix_request() -> None:
+    (event,) = feed(
+        ready(),
+        "AUTH\t1\tplain\tservice=smtp\tnologin\tlip=127.0.0.1\trip=192.0.2.7\tsecured\tresp=" + GOOD,
+    )
+    assert isinstance(event, AuthRequest)
+    assert event.mechanism == "PLAIN"
+    assert (event.service, event.lip, event.rip, event.secured) == (
+        "smtp", "127.0.0.1", "192.0.2.7", True)
+    assert event.initial == b"\0alice\0secret"
+
+
+def test_leading_zeros_and_max_id() -> None:
+    conn = ready()
+    (a,) = feed(conn, "AUTH\t007\tLOGIN\tservice=smtp")
+    (b,) = feed(conn, "AUTH\t4294967295\tLOGIN\tservice=smtp")
+    assert isinstance(a, AuthRequest) and a.id == 7
+    assert isinstance(b, AuthRequest) and b.id == 4294967295
+    assert conn.send(Challenge(7, b"Username:")) == b"CONT\t7\tVXNlcm5hbWU6\n"
+
+
+def test_unparsable_addresses_and_unknown_params_are_ignored() -> None:
+    (event,) = feed(
+        ready(),
+        "AUTH\t1\tPLAIN\tfoo=bar\tnologin\tbaz\tservice=imap\tvalid-client-cert\tsecured=tls"
+        "\tlocal_name=mx.example\tsession=abc\trip=not-an-ip\tlip=\tlport=99999\tresp=" + GOOD,
+    )
+    assert isinstance(event, AuthRequest)
+    assert (event.rip, event.lip, event.lport, event.service) == (None, None, None, "imap")
+    assert event.valid_client_cert and event.secured
+
+
+def test_escaped_parameter_name() -> None:
+    (event,) = feed(ready(), "AUTH\t1\tPLAIN\tser\x01vice=smtp\tresp=" + GOOD)
+    assert isinstance(event, AuthRequest) and event.service == "smtp"
+
+
+@pytest.mark.parametrize(
+    ("minor", "resp", "initial"),
+    [
+        (0, "\tresp=", None),  # Exim shape: empty resp means none for minor < 2
+        (1, "\tresp", None),
+        (2, "\tresp=", b""),
+        (2, "\tresp", b""),
+        (0, "\tresp==", b""),
+        (2, "\tresp==", b""),
+        (0, "", None),
+    ],
+)
+def test_initial_response_rules(minor: int, resp: str, initial: bytes | None) -> None:
+    (event,) = feed(ready(minor), "AUTH\t1\tPLAIN\tservice=smtp" + resp)
+    assert isinstance(event, AuthRequest)
+    assert event.initial == initial
+
+
+@pytest.mark.parametrize("resp", ["!!!!", "AGFsaWNlAHNlY3JldA", "YWxpY2U=YQ=="])
+def test_bad_initial_base64_is_rejected_at_once(resp: str) -> None:
+    conn = ready()
+    (event,) = feed(conn, "AUTH\t1\tPLAIN\tservice=smtp\tresp=" + resp)
+    assert event == Rejected(1, "Invalid base64 data in initial response", "invalid_base64")
+    assert conn.reject(event) == (
+        b"FAIL\t1\tcode=invalid_base64\treason=Invalid base64 data in initial response\n"
+    )
+    assert 1 not in conn.requests
+
+
+def test_cont_rules() -> None:
+    conn = ready()
+    assert feed(conn, "CONT\t55\tAAAA") == [Rejected(55, "Authentication request timed out")]
+    feed(conn, "AUTH\t1\tPLAIN\tservice=smtp")
+    # the server has not asked yet: unexpected, and the request is dropped
+    assert feed(conn, "CONT\t1\t" + GOOD) == [
+        Rejected(1, "Unexpected continuation", aborted=True)
+    ]
+    assert 1 not in conn.requests
+    feed(conn, "AUTH\t2\tPLAIN\tservice=smtp")
+    conn.send(Challenge(2, b""))
+    assert feed(conn, "CONT\t2\t" + GOOD) == [Continue(2, b"\0alice\0secret")]
+    conn.send(Challenge(2, b""))
+    assert feed(conn, "CONT\t2\t=") == [
+        Rejected(2, "Invalid base64 data in continued response", "invalid_base64", aborted=True)
+    ]
+    feed(conn, "AUTH\t3\tPLAIN\tservice=smtp")
+    conn.send(Challenge(3, b""))
+    assert feed(conn, "CONT\t3\t") == [Continue(3, b"")]
+
+
+def test_cont_data_is_taken_verbatim_with_tabs_as_whitespace() -> None:
+    conn = ready()
+    feed(conn, "AUTH\t1\tPLAIN\tservice=smtp")
+    conn.send(Challenge(1, b""))
+    assert feed(conn, "CONT\t1\tAGFsaWNl\tAHNlY3JldA==") == [Continue(1, b"\0alice\0secret")]
+
+
+def test_duplicate_active_id_closes() -> None:
+    conn = ready()
+    feed(conn, "AUTH\t9\tLOGIN\tservice=smtp")
+    with pytest.raises(RemoteProtocolError):
+        feed(conn, "AUTH\t9\tLOGIN\tservice=smtp")
+
+
+def test_id_reuse_after_reply_is_fine() -> None:
+    conn = ready()
+    feed(conn, "AUTH\t1\tPLAIN\tservice=smtp\tresp=" + GOOD)
+    assert conn.send(Ok(1, "alice")) == b"OK\t1\tuser=alice\n"
+    (event,) = feed(conn, "AUTH\t1\tPLAIN\tservice=smtp\tresp=" + GOOD)
+    assert isinstance(event, AuthRequest)
+
+
+def test_cancel() -> None:
+    conn = ready()
+    feed(conn, "AUTH\t1\tLOGIN\tservice=smtp")
+    conn.send(Challenge(1, b"Username:"))
+    assert feed(conn, "CANCEL\t1") == [Cancel(1)]
+    assert feed(conn, "CONT\t1\tYWxpY2U=") == [Rejected(1, "Authentication request timed out")]
+    assert feed(conn, "CANCEL\t999") == []
+
+
+def test_replies_escape_and_order() -> None:
+    conn = ready()
+    feed(conn, "AUTH\t1\tPLAIN\tservice=smtp", "AUTH\t2\tPLAIN\tservice=smtp")
+    assert conn.send(Ok(1, "a\tb", (("original_user", "A\tB"),))) == (
+        b"OK\t1\tuser=a\x01tb\toriginal_user=A\x01tB\n"
+    )
+    assert conn.send(Fail(2, (("user", ""), ("nodelay", None), ("code", "temp_fail")))) == (
+        b"FAIL\t2\tuser=\tnodelay\tcode=temp_fail\n"
+    )
+
+
+def test_never_answer_twice() -> None:
+    conn = ready()
+    feed(conn, "AUTH\t1\tPLAIN\tservice=smtp\tresp=" + GOOD)
+    conn.send(Ok(1, "alice"))
+    with pytest.raises(LocalProtocolError):
+        conn.send(Fail(1))
+
+
+def test_line_limits() -> None:
+    conn = ready()
+    conn.receive_data(b"AUTH\t1\tPLAIN\tservice=smtp\tx=" + b"a" * (16383 - 28) + b"\n")
+    event = conn.next_event()
+    assert isinstance(event, AuthRequest)
+    conn = ready()
+    conn.receive_data(b"x" * 16384)
+    with pytest.raises(RemoteProtocolError):
+        conn.next_event()
+    conn = ready()
+    conn.receive_data(b"AUTH\t1\tPLAIN\tservice=smtp\tx=" + b"a" * (16384 - 28) + b"\n")
+    with pytest.raises(RemoteProtocolError):
+        conn.next_event()
+
+
+def test_crlf_and_nul_truncation() -> None:
+    conn = ServerConnection(MECHS)
+    conn.receive_data(b"VERSION\t1\t0\r\nCPID\t1\r\nAUTH\t1\tLOGIN\tservice=smtp\x00junk\tresp=!!!\r\n")
+    event = conn.next_event()
+    assert isinstance(event, AuthRequest) and event.initial is None
+
+
+def test_pipelined_in_one_write() -> None:
+    conn = ServerConnection(MECHS)
+    conn.receive_data(
+        ("VERSION\t1\t0\nCPID\t1\n" + "".join(
+            f"AUTH\t{i}\tPLAIN\tservice=smtp\tresp={GOOD}\n" for i in range(1, 7))).encode()
+    )
+    ids = []
+    while (event := conn.next_event()) is not None:
+        assert isinstance(event, AuthRequest)
+        ids.append(event.id)
+    assert ids == [1, 2, 3, 4, 5, 6]
+
+
+@settings(max_examples=300)
+@given(st.lists(st.binary(max_size=80), max_size=8))
+def test_fuzz_only_events_or_remote_errors(chunks: list[bytes]) -> None:
+    conn = ready()
+    try:
+        for chunk in chunks:
+            conn.receive_data(chunk)
+            while (event := conn.next_event()) is not None:
+                if isinstance(event, AuthRequest):
+                    conn.send(Challenge(event.id, b""))
+    except RemoteProtocolError:
+        pass
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "AUTH\t1\tPLAIN\tservice=smtp",
+                "AUTH\t2\tLOGIN\tservice=smtp\tresp=YWxpY2U=",
+                "CONT\t1\t" + GOOD,
+                "CONT\t2\tc2VjcmV0",
+                "CONT\t3\t@@",
+                "CANCEL\t1",
+                "CANCEL\t2",
+            ]
+        ),
+        max_size=12,
+    ),
+    st.lists(st.booleans(), max_size=12),
+)
+def test_fuzz_request_table_stays_consistent(lines: list[str], answers: list[bool]) -> None:
+    conn = ready()
+    for line, answer in zip(lines, answers + [False] * len(lines), strict=False):
+        try:
+            events = feed(conn, line)
+        except RemoteProtocolError:
+            return
+        for event in events:
+            if isinstance(event, AuthRequest | Continue):
+                assert event.id in conn.requests
+                conn.send(Challenge(event.id, b"") if answer else Ok(event.id, "u"))
+            elif isinstance(event, Rejected | Cancel):
+                assert event.id not in conn.requests

@@ -1,0 +1,232 @@
+"""Session transcripts: the real protocol and session code, a fake passdb, no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from saslauth.passdb import Lookup, Verdict
+from saslauth.session import Session, SessionSettings
+from saslauth.usernames import UsernamePolicy
+from saslauth.verifier import VerifyRequest
+
+USERS = {"alice": b"secret", "bob": b"bobpw"}
+GOOD = "AGFsaWNlAHNlY3JldA=="  # \0alice\0secret
+WRONG = "AGFsaWNlAHdyb25n"  # \0alice\0wrong
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        assert not self.closed, "write after close"
+        self.data += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def lines(self) -> list[str]:
+        text = self.data.decode("utf-8", "surrogateescape")
+        self.data.clear()
+        return [line for line in text.split("\n") if line]
+
+
+class Harness:
+    def __init__(self, delay: float = 0.0, tempfail: str = "fail", outage: bool = False) -> None:
+        self.requests: list[VerifyRequest] = []
+        self.outage = outage
+        settings = SessionSettings.create(
+            ["PLAIN", "LOGIN"], UsernamePolicy(), failure_delay=delay, tempfail=tempfail, spid=1
+        )
+        self.session = Session(settings, self.verify, 1, "00" * 16)
+        self.transport = FakeTransport()
+        self.session.connection_made(self.transport)
+        greeting = self.transport.lines()
+        assert greeting[0] == "VERSION\t1\t2" and greeting[-1] == "DONE"
+
+    def verify(self, request: VerifyRequest) -> asyncio.Future[Lookup]:
+        self.requests.append(request)
+        future: asyncio.Future[Lookup] = asyncio.get_running_loop().create_future()
+        if self.outage:
+            future.set_result(Lookup(Verdict.INTERNAL_FAILURE, backend="fake"))
+        elif request.user not in USERS:
+            future.set_result(Lookup(Verdict.USER_UNKNOWN, backend="fake"))
+        elif USERS[request.user] == request.password:
+            future.set_result(Lookup(Verdict.OK, backend="fake"))
+        else:
+            future.set_result(Lookup(Verdict.PASSWORD_MISMATCH, backend="fake"))
+        return future
+
+    async def send(self, *lines: str, wait: float = 0.01) -> list[str]:
+        self.session.data_received("".join(line + "\n" for line in lines).encode())
+        await asyncio.sleep(wait)
+        return self.transport.lines()
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(body())  # type: ignore[arg-type]
+
+
+async def _connected(h: Harness, minor: int = 0) -> None:
+    assert await h.send(f"VERSION\t1\t{minor}", "CPID\t4242") == []
+
+
+def test_transcripts_success_paths() -> None:
+    async def body() -> None:
+        h = Harness()
+        await _connected(h)
+        assert await h.send("AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=127.0.0.1"
+                            f"\tsecured\tresp={GOOD}") == ["OK\t1\tuser=alice"]
+        assert h.requests[-1].secured and h.requests[-1].rip == "127.0.0.1"
+        assert await h.send("AUTH\t2\tPLAIN\tservice=smtp") == ["CONT\t2\t"]
+        assert await h.send(f"CONT\t2\t{GOOD}") == ["OK\t2\tuser=alice"]
+        assert await h.send("AUTH\t3\tLOGIN\tservice=smtp") == ["CONT\t3\tVXNlcm5hbWU6"]
+        assert await h.send("CONT\t3\tYWxpY2U=") == ["CONT\t3\tUGFzc3dvcmQ6"]
+        assert await h.send("CONT\t3\tc2VjcmV0") == ["OK\t3\tuser=alice"]
+        assert await h.send("AUTH\t4\tLOGIN\tservice=smtp\tresp=YWxpY2U=") == [
+            "CONT\t4\tUGFzc3dvcmQ6"]
+        assert await h.send("CONT\t4\tc2VjcmV0") == ["OK\t4\tuser=alice"]
+        assert await h.send("AUTH\t5\tPLAIN\tservice=smtp\tresp=AEFsaWNlAHNlY3JldA==") == [
+            "OK\t5\tuser=alice\toriginal_user=Alice"]
+        assert await h.send("AUTH\t1\tplain\tservice=smtp\tresp=" + GOOD) == ["OK\t1\tuser=alice"]
+        assert not h.transport.closed
+
+    run(body)
+
+
+def test_transcripts_failures() -> None:
+    async def body() -> None:
+        h = Harness()
+        await _connected(h)
+        assert await h.send(f"AUTH\t7\tPLAIN\tservice=smtp\tresp={WRONG}") == ["FAIL\t7\tuser=alice"]
+        assert await h.send("AUTH\t8\tPLAIN\tservice=smtp\tresp=AG5vYm9keQBzZWNyZXQ=") == [
+            "FAIL\t8\tuser=nobody"]  # unknown user: same shape as a wrong password
+        assert await h.send("AUTH\t9\tPLAIN\tservice=smtp\tresp=AGFsaWNlK3RhZwBzZWNyZXQ=") == [
+            "FAIL\t9\tuser=alice+tag\toriginal_user=alice+tag"]
+        assert await h.send("AUTH\t10\tPLAIN\tservice=smtp\tresp=AABzZWNyZXQ=") == [
+            "FAIL\t10\tuser=\toriginal_user="]
+        assert await h.send("AUTH\t11\tPLAIN\tservice=smtp\tresp=AGFsAGljZQBzZWNyZXQ=") == [
+            "FAIL\t11"]
+        assert await h.send("AUTH\t12\tLOGIN\tservice=smtp") == ["CONT\t12\tVXNlcm5hbWU6"]
+        assert await h.send("CONT\t12\t") == ["FAIL\t12\tuser=\toriginal_user="]
+        assert await h.send("AUTH\t13\tPLAIN\tservice=smtp\tresp==") == ["FAIL\t13"]
+        assert await h.send("AUTH\t14\tPLAIN\tservice=smtp\tresp=!!!!") == [
+            "FAIL\t14\tcode=invalid_base64\treason=Invalid base64 data in initial response"]
+        assert await h.send("CONT\t55\tAAAA") == [
+            "FAIL\t55\treason=Authentication request timed out"]
+        assert await h.send("AUTH\t15\tPLAIN\tservice=smtp\tresp=Ym9iAGFsaWNlAHNlY3JldA==") == [
+            "FAIL\t15\tuser=alice"]
+        assert not h.transport.closed
+
+    run(body)
+
+
+def test_minor_version_resp_rule() -> None:
+    async def body() -> None:
+        h = Harness()
+        await _connected(h, minor=0)
+        assert await h.send("AUTH\t1\tPLAIN\tservice=smtp\tresp=") == ["CONT\t1\t"]
+        h2 = Harness()
+        await _connected(h2, minor=2)
+        assert await h2.send("AUTH\t1\tPLAIN\tservice=smtp\tresp=") == ["FAIL\t1"]
+
+    run(body)
+
+
+def test_failure_delay_does_not_block_others() -> None:
+    async def body() -> None:
+        h = Harness(delay=0.3)
+        await _connected(h)
+        assert await h.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={WRONG}") == []
+        # a success on the same connection is answered at once while the FAIL waits
+        assert await h.send(f"AUTH\t2\tPLAIN\tservice=smtp\tresp={GOOD}") == ["OK\t2\tuser=alice"]
+        await asyncio.sleep(0.35)
+        assert h.transport.lines() == ["FAIL\t1\tuser=alice"]
+
+    run(body)
+
+
+def test_delayed_fail_holds_its_id() -> None:
+    async def body() -> None:
+        h = Harness(delay=0.2)
+        await _connected(h)
+        await h.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={WRONG}")
+        await h.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={GOOD}")
+        assert h.transport.closed  # reusing an id before its reply: closed, never two replies
+
+    run(body)
+
+
+def test_unexpected_continuation_drops_request() -> None:
+    async def body() -> None:
+        h = Harness(delay=0.1)
+        await _connected(h)
+        assert await h.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={WRONG}",
+                            f"CONT\t1\t{GOOD}", wait=0.0) == [
+            "FAIL\t1\treason=Unexpected continuation"]
+        await asyncio.sleep(0.2)
+        assert h.transport.lines() == []  # the dropped request never answers
+
+    run(body)
+
+
+def test_cancel_and_timeout_transcript() -> None:
+    async def body() -> None:
+        h = Harness()
+        await _connected(h)
+        assert await h.send("AUTH\t1\tLOGIN\tservice=smtp") == ["CONT\t1\tVXNlcm5hbWU6"]
+        assert await h.send("CANCEL\t1") == []
+        assert await h.send("CONT\t1\tYWxpY2U=") == [
+            "FAIL\t1\treason=Authentication request timed out"]
+        assert await h.send("CANCEL\t999") == []
+        await h.send("CANCEL\tx")
+        assert h.transport.closed
+
+    run(body)
+
+
+@pytest.mark.parametrize("mode", ["fail", "disconnect"])
+def test_tempfail_modes(mode: str) -> None:
+    async def body() -> None:
+        h = Harness(tempfail=mode, outage=True)
+        await _connected(h)
+        lines = await h.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={GOOD}")
+        if mode == "fail":
+            assert lines == ["FAIL\t1\tuser=alice\tcode=temp_fail"]
+            assert not h.transport.closed
+        else:
+            assert lines == [] and h.transport.closed
+
+    run(body)
+
+
+def test_protocol_violation_closes_and_drops_pending() -> None:
+    async def body() -> None:
+        h = Harness(delay=0.1)
+        await _connected(h)
+        await h.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={WRONG}", "AUTH\t2\tDIGEST-MD5\tservice=x")
+        assert h.transport.closed
+        await asyncio.sleep(0.15)  # the pending FAIL is never written after the close
+
+    run(body)
+
+
+def test_many_pipelined_requests() -> None:
+    async def body() -> None:
+        h = Harness()
+        await _connected(h)
+        lines = await h.send(*(f"AUTH\t{i}\tPLAIN\tservice=smtp\tresp={GOOD}" for i in range(1, 201)))
+        assert sorted(lines) == sorted(f"OK\t{i}\tuser=alice" for i in range(1, 201))
+
+    run(body)
