@@ -17,11 +17,13 @@ DEFAULT_CONFIG = "/etc/saslauth/saslauth.yaml"
 
 def _resolve(cfg: config.Config, base: Path) -> config.Config:
     """Relative paths in the config are relative to the config file's directory."""
+
     def fix(path: str) -> str:
         return path if os.path.isabs(path) else str((base / path).resolve())
 
     listen = tuple(
-        item.model_copy(update={"path": fix(item.path)}) if isinstance(item, config.UnixListener)
+        item.model_copy(update={"path": fix(item.path)})
+        if isinstance(item, config.UnixListener)
         else item
         for item in cfg.listen
     )

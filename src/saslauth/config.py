@@ -210,7 +210,7 @@ def parse(text: str, filename: str) -> Config:
         raise ConfigError([(filename, line, "yaml", str(exc.problem or exc))]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([(filename, 1, "yaml", str(exc))]) from None
-    if not isinstance(data, dict):
+    if node is None or not isinstance(data, dict):
         raise ConfigError([(filename, 1, "config", "the file must hold a YAML mapping")])
     lines: Lines = {}
     _record_lines(node, (), lines)

@@ -58,6 +58,7 @@ class Front:
         self._cuid = 0
         self._control: socket.socket | None = None
         self.stop = asyncio.Event()
+        self._drained = asyncio.Event()
 
     def session_factory(self, listener: ListenerInfo) -> Session:
         self._cuid += 1
@@ -66,7 +67,12 @@ class Front:
         )
         self.sessions.add(session)
         session.on_close = self.sessions.discard
+        session.on_idle = self._session_idle
         return session
+
+    def _session_idle(self) -> None:
+        if self.stop.is_set() and not any(s.pending for s in self.sessions):
+            self._drained.set()
 
     def _verifier_broken(self) -> None:
         if self._control is not None:
@@ -90,7 +96,7 @@ class Front:
 
     def _attach(self, sock: socket.socket) -> None:
         task = asyncio.ensure_future(self.verifier.attach(sock))
-        task.add_done_callback(lambda t: t.exception() and log.error("attach: %s", t.exception()))
+        task.add_done_callback(_log_failure)
 
     async def run(
         self,
@@ -121,10 +127,18 @@ class Front:
         self.verifier.close()
 
     async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + DRAIN_DEADLINE
-        while any(s.pending for s in self.sessions) and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        if not any(s.pending for s in self.sessions):
+            return
+        try:
+            async with asyncio.timeout(DRAIN_DEADLINE):
+                await self._drained.wait()
+        except TimeoutError:
+            log.warning("requests still in flight after %.0fs; closing anyway", DRAIN_DEADLINE)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("cannot attach the new verifier: %s", task.exception())
 
 
 class _ListenerSession(Session):
@@ -145,7 +159,9 @@ class _ListenerSession(Session):
         if self.listener.allow is not None:
             self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
             if not _allowed(peer, self.listener.allow):
-                log.warning("refused connection from %s on %s: not in allow", self.peer, self.listener.label)
+                log.warning(
+                    "refused connection from %s on %s: not in allow", self.peer, self.listener.label
+                )
                 transport.close()
                 return
         super().connection_made(transport)

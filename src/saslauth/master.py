@@ -13,15 +13,15 @@ import grp
 import logging
 import os
 import pwd
+import select
 import signal
 import socket
 import stat
-import select
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 
 from saslauth.config import Config, TcpListener, UnixListener
 from saslauth.errors import ConfigError
@@ -126,8 +126,9 @@ class Master:
         self.exit_code = 0
 
     # ---- children -----------------------------------------------------------------------
-    def _fork(self, name: str, keep: list[socket.socket], who: Account | None,
-              body: Callable[[], int]) -> int:
+    def _fork(
+        self, name: str, keep: list[socket.socket], who: Account | None, body: Callable[[], int]
+    ) -> int:
         pid = os.fork()
         if pid:
             return pid
@@ -169,8 +170,9 @@ class Master:
         log.info("started verifier (pid %d)", self.verifier)
         return ours
 
-    def spawn_front(self, listeners: list[tuple[socket.socket, ListenerInfo]],
-                    verifier: socket.socket) -> None:
+    def spawn_front(
+        self, listeners: list[tuple[socket.socket, ListenerInfo]], verifier: socket.socket
+    ) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._control = ours
         who = account(self.config.user, "user", keep_groups=False) if self.root else None
@@ -183,8 +185,13 @@ class Master:
             "saslauth-front",
             [*socks, verifier, theirs],
             who,
-            lambda: run_front(config, list(zip(socks, infos, strict=True)), verifier, theirs,
-                              unprivileged=who is not None),
+            lambda: run_front(
+                config,
+                list(zip(socks, infos, strict=True)),
+                verifier,
+                theirs,
+                unprivileged=who is not None,
+            ),
         )
         theirs.close()
         verifier.close()
@@ -207,8 +214,9 @@ class Master:
                 if self._stop_by is None:
                     if time.monotonic() - self._verifier_started > STABLE_AFTER:
                         self._backoff = BACKOFF_MIN
-                    log.error("verifier exited (%s); restarting in %.1fs", _status(code),
-                              self._backoff)
+                    log.error(
+                        "verifier exited (%s); restarting in %.1fs", _status(code), self._backoff
+                    )
                     self._restart_at = time.monotonic() + self._backoff
                     self._backoff = min(self._backoff * 2, BACKOFF_MAX)
             elif pid == self.front:
@@ -260,7 +268,8 @@ class Master:
         if not self.root:
             log.warning(
                 "running as uid %d, not root: the front and the verifier both run as this "
-                "user (no privilege separation; fine for development)", os.getuid()
+                "user (no privilege separation; fine for development)",
+                os.getuid(),
             )
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
@@ -274,10 +283,9 @@ class Master:
         assert self._control is not None
         self._control.setblocking(False)
         while self.front is not None or self.verifier is not None:
-            if self._stop_by is not None and self.front is None:
-                if self.verifier is not None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(self.verifier, signal.SIGTERM)
+            if self._stop_by is not None and self.front is None and self.verifier is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.verifier, signal.SIGTERM)
             timeout = 1.0
             if self._restart_at is not None:
                 timeout = max(0.0, min(timeout, self._restart_at - time.monotonic()))
@@ -287,10 +295,10 @@ class Master:
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_r, 512)
             while signals:
-                signum = signals.pop(0)
-                if signum in (signal.SIGTERM, signal.SIGINT):
+                received = signals.pop(0)
+                if received in (signal.SIGTERM, signal.SIGINT):
                     self.shutdown()
-                elif signum == signal.SIGHUP:
+                elif received == signal.SIGHUP:
                     log.info("SIGHUP: reload is not supported yet")
             self._reap()
             if self._control is not None:

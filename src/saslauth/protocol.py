@@ -29,7 +29,6 @@ from saslauth.events import (
     Challenge,
     ClientEvent,
     Continue,
-    Fail,
     Ok,
     Rejected,
     ServerEvent,

@@ -15,11 +15,11 @@ from typing import Literal
 
 from saslauth import mechanisms as mech
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
-from saslauth.events import AuthRequest, Cancel, Challenge, Continue, Fail, Ok, Rejected
+from saslauth.events import AuthRequest, Cancel, Challenge, Continue, Fail, Fields, Ok, Rejected
 from saslauth.logs import kv
 from saslauth.passdb import Lookup, Verdict
 from saslauth.protocol import ServerConnection
-from saslauth.usernames import UsernamePolicy
+from saslauth.usernames import Identity, UsernamePolicy
 from saslauth.verifier import VerifyRequest
 
 log = logging.getLogger("saslauth.auth")
@@ -76,6 +76,7 @@ class Session(asyncio.Protocol):
         self.pending: dict[int, _Pending] = {}
         self._loop = asyncio.get_event_loop()
         self.closed = asyncio.Event()
+        self.on_idle: Callable[[], None] | None = None  # called when the last request ends
 
     # ---- transport callbacks --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -136,6 +137,11 @@ class Session(asyncio.Protocol):
             if pending.timer is not None:
                 pending.timer.cancel()
             pending.exchange.close()
+            self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if not self.pending and self.on_idle is not None:
+            self.on_idle()
 
     def _expire(self, request_id: int) -> None:
         self._drop(request_id)
@@ -180,15 +186,21 @@ class Session(asyncio.Protocol):
             self._step(pending, future.result())
 
     def _finish(self, pending: _Pending, outcome: mech.Outcome) -> None:
-        request = pending.request
-        request_id = request.id
         if isinstance(outcome, mech.Success):
-            del self.pending[request_id]
-            lookup = outcome.lookup
-            fields = outcome.identity.reply_fields() + lookup.extra
-            self._write(self.conn.send(Ok(request_id, outcome.identity.user, fields)))
-            self._log(pending, "ok", outcome.identity.user, lookup)
-            return
+            self._succeed(pending, outcome)
+        else:
+            self._fail(pending, outcome)
+
+    def _succeed(self, pending: _Pending, outcome: mech.Success) -> None:
+        del self.pending[pending.request.id]
+        lookup = outcome.lookup
+        fields = outcome.identity.reply_fields() + lookup.extra
+        self._write(self.conn.send(Ok(pending.request.id, outcome.identity.user, fields)))
+        self._log(pending, "ok", outcome.identity.user, lookup)
+        self._maybe_idle()
+
+    def _fail(self, pending: _Pending, outcome: mech.Failure) -> None:
+        request_id = pending.request.id
         lookup = outcome.lookup
         temporary = lookup is not None and lookup.verdict is Verdict.INTERNAL_FAILURE
         identity = outcome.identity
@@ -198,19 +210,8 @@ class Session(asyncio.Protocol):
             # Postfix answers 454 (temporary) only when the connection is lost mid-request.
             self._close()
             return
-        fields: list[tuple[str, str | None]] = []
-        if identity is not None:
-            fields.append(("user", identity.user))
         nodelay = lookup is not None and lookup.nodelay
-        if nodelay:
-            fields.append(("nodelay", None))
-        if temporary:
-            fields.append(("code", "temp_fail"))
-        if lookup is not None:
-            fields.extend(lookup.extra)
-        if identity is not None:
-            fields.extend(identity.reply_fields())
-        reply = Fail(request_id, tuple(fields))
+        reply = Fail(request_id, _fail_fields(identity, lookup, temporary=temporary))
         delay = 0.0 if nodelay else pending.started + self.settings.failure_delay - time.monotonic()
         if delay <= 0:
             self._send_failure(pending, reply)
@@ -223,6 +224,7 @@ class Session(asyncio.Protocol):
             return
         del self.pending[reply.id]
         self._write(self.conn.send(reply))
+        self._maybe_idle()
 
     # ---- helpers --------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
@@ -255,3 +257,19 @@ class Session(asyncio.Protocol):
             parts.append(f"reason={kv(lookup.log_reason)}")
         parts.append(f"latency_ms={(time.monotonic() - pending.started) * 1000:.1f}")
         log.info("auth: %s", " ".join(parts))
+
+
+def _fail_fields(identity: Identity | None, lookup: Lookup | None, *, temporary: bool) -> Fields:
+    """FAIL fields in Dovecot's order: user, nodelay, code, passdb fields, original_user."""
+    fields: list[tuple[str, str | None]] = []
+    if identity is not None:
+        fields.append(("user", identity.user))
+    if lookup is not None and lookup.nodelay:
+        fields.append(("nodelay", None))
+    if temporary:
+        fields.append(("code", "temp_fail"))
+    if lookup is not None:
+        fields.extend(lookup.extra)
+    if identity is not None:
+        fields.extend(identity.reply_fields())
+    return tuple(fields)

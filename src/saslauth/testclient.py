@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("-s", "--socket", help="UNIX socket path or HOST:PORT")
     parser.add_argument("-u", "--user", required=True)
     parser.add_argument("-p", "--password", help="visible in ps; without it you are prompted")
-    parser.add_argument("-m", "--mechanism", default="PLAIN", choices=["PLAIN", "LOGIN", "plain", "login"])
+    parser.add_argument(
+        "-m", "--mechanism", default="PLAIN", choices=["PLAIN", "LOGIN", "plain", "login"]
+    )
     parser.add_argument("--service", default="smtp")
     parser.add_argument("--rip", help="remote IP to report to the server")
     parser.add_argument("--secured", action="store_true", help="say the client uses TLS")

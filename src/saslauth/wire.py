@@ -16,7 +16,13 @@ from collections.abc import Iterable
 MAX_LINE = 16384
 
 _ESCAPES = {0x00: b"\x010", 0x01: b"\x011", 0x09: b"\x01t", 0x0A: b"\x01n", 0x0D: b"\x01r"}
-_UNESCAPES = {ord("0"): b"\x00", ord("1"): b"\x01", ord("t"): b"\t", ord("r"): b"\r", ord("n"): b"\n"}
+_UNESCAPES = {
+    ord("0"): b"\x00",
+    ord("1"): b"\x01",
+    ord("t"): b"\t",
+    ord("r"): b"\r",
+    ord("n"): b"\n",
+}
 _NEEDS_ESCAPE = re.compile(rb"[\x00\x01\t\n\r]")
 _ESCAPE_SEQ = re.compile(rb"\x01(.?)", re.DOTALL)
 # Dovecot's base64 decoder (2.3.9+) skips these anywhere in the input.

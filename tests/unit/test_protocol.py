@@ -7,7 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
-from saslauth.events import AuthRequest, Cancel, Challenge, Continue, Fail, Ok, Rejected
+from saslauth.events import (
+    AuthRequest,
+    Cancel,
+    Challenge,
+    ClientEvent,
+    Continue,
+    Fail,
+    Ok,
+    Rejected,
+)
 from saslauth.protocol import Handshake, ServerConnection
 
 MECHS = [("PLAIN", ["plaintext"]), ("LOGIN", ["plaintext"])]
@@ -22,9 +31,9 @@ def ready(minor: int = 0) -> ServerConnection:
     return conn
 
 
-def feed(conn: ServerConnection, *lines: str) -> list[object]:
+def feed(conn: ServerConnection, *lines: str) -> list[ClientEvent]:
     conn.receive_data("".join(line + "\n" for line in lines).encode())
-    events = []
+    events: list[ClientEvent] = []
     while (event := conn.next_event()) is not None:
         events.append(event)
     return events
@@ -65,9 +74,13 @@ def test_greeting_is_dovecot_23_shape() -> None:
 def test_handshake_and_command_violations_close(data: bytes) -> None:
     conn = ServerConnection(MECHS)
     conn.receive_data(data)
-    with pytest.raises(RemoteProtocolError):
+
+    def drain() -> None:
         while conn.next_event() is not None:
             pass
+
+    with pytest.raises(RemoteProtocolError):
+        drain()
 
 
 @pytest.mark.parametrize(
@@ -95,12 +108,17 @@ def test_malformed_requests_close(line: str) -> None:
 def test_auth_parses_postfix_request() -> None:
     (event,) = feed(
         ready(),
-        "AUTH\t1\tplain\tservice=smtp\tnologin\tlip=127.0.0.1\trip=192.0.2.7\tsecured\tresp=" + GOOD,
+        "AUTH\t1\tplain\tservice=smtp\tnologin\tlip=127.0.0.1\trip=192.0.2.7\tsecured\tresp="
+        + GOOD,
     )
     assert isinstance(event, AuthRequest)
     assert event.mechanism == "PLAIN"
     assert (event.service, event.lip, event.rip, event.secured) == (
-        "smtp", "127.0.0.1", "192.0.2.7", True)
+        "smtp",
+        "127.0.0.1",
+        "192.0.2.7",
+        True,
+    )
     assert event.initial == b"\0alice\0secret"
 
 
@@ -163,9 +181,7 @@ def test_cont_rules() -> None:
     assert feed(conn, "CONT\t55\tAAAA") == [Rejected(55, "Authentication request timed out")]
     feed(conn, "AUTH\t1\tPLAIN\tservice=smtp")
     # the server has not asked yet: unexpected, and the request is dropped
-    assert feed(conn, "CONT\t1\t" + GOOD) == [
-        Rejected(1, "Unexpected continuation", aborted=True)
-    ]
+    assert feed(conn, "CONT\t1\t" + GOOD) == [Rejected(1, "Unexpected continuation", aborted=True)]
     assert 1 not in conn.requests
     feed(conn, "AUTH\t2\tPLAIN\tservice=smtp")
     conn.send(Challenge(2, b""))
@@ -246,7 +262,9 @@ def test_line_limits() -> None:
 
 def test_crlf_and_nul_truncation() -> None:
     conn = ServerConnection(MECHS)
-    conn.receive_data(b"VERSION\t1\t0\r\nCPID\t1\r\nAUTH\t1\tLOGIN\tservice=smtp\x00junk\tresp=!!!\r\n")
+    conn.receive_data(
+        b"VERSION\t1\t0\r\nCPID\t1\r\nAUTH\t1\tLOGIN\tservice=smtp\x00junk\tresp=!!!\r\n"
+    )
     event = conn.next_event()
     assert isinstance(event, AuthRequest) and event.initial is None
 
@@ -254,8 +272,10 @@ def test_crlf_and_nul_truncation() -> None:
 def test_pipelined_in_one_write() -> None:
     conn = ServerConnection(MECHS)
     conn.receive_data(
-        ("VERSION\t1\t0\nCPID\t1\n" + "".join(
-            f"AUTH\t{i}\tPLAIN\tservice=smtp\tresp={GOOD}\n" for i in range(1, 7))).encode()
+        (
+            "VERSION\t1\t0\nCPID\t1\n"
+            + "".join(f"AUTH\t{i}\tPLAIN\tservice=smtp\tresp={GOOD}\n" for i in range(1, 7))
+        ).encode()
     )
     ids = []
     while (event := conn.next_event()) is not None:

@@ -86,8 +86,10 @@ def test_transcripts_success_paths() -> None:
     async def body() -> None:
         h = Harness()
         await _connected(h)
-        assert await h.send("AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=127.0.0.1"
-                            f"\tsecured\tresp={GOOD}") == ["OK\t1\tuser=alice"]
+        assert await h.send(
+            "AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=127.0.0.1"
+            f"\tsecured\tresp={GOOD}"
+        ) == ["OK\t1\tuser=alice"]
         assert h.requests[-1].secured and h.requests[-1].rip == "127.0.0.1"
         assert await h.send("AUTH\t2\tPLAIN\tservice=smtp") == ["CONT\t2\t"]
         assert await h.send(f"CONT\t2\t{GOOD}") == ["OK\t2\tuser=alice"]
@@ -95,10 +97,12 @@ def test_transcripts_success_paths() -> None:
         assert await h.send("CONT\t3\tYWxpY2U=") == ["CONT\t3\tUGFzc3dvcmQ6"]
         assert await h.send("CONT\t3\tc2VjcmV0") == ["OK\t3\tuser=alice"]
         assert await h.send("AUTH\t4\tLOGIN\tservice=smtp\tresp=YWxpY2U=") == [
-            "CONT\t4\tUGFzc3dvcmQ6"]
+            "CONT\t4\tUGFzc3dvcmQ6"
+        ]
         assert await h.send("CONT\t4\tc2VjcmV0") == ["OK\t4\tuser=alice"]
         assert await h.send("AUTH\t5\tPLAIN\tservice=smtp\tresp=AEFsaWNlAHNlY3JldA==") == [
-            "OK\t5\tuser=alice\toriginal_user=Alice"]
+            "OK\t5\tuser=alice\toriginal_user=Alice"
+        ]
         assert await h.send("AUTH\t1\tplain\tservice=smtp\tresp=" + GOOD) == ["OK\t1\tuser=alice"]
         assert not h.transport.closed
 
@@ -109,24 +113,33 @@ def test_transcripts_failures() -> None:
     async def body() -> None:
         h = Harness()
         await _connected(h)
-        assert await h.send(f"AUTH\t7\tPLAIN\tservice=smtp\tresp={WRONG}") == ["FAIL\t7\tuser=alice"]
+        assert await h.send(f"AUTH\t7\tPLAIN\tservice=smtp\tresp={WRONG}") == [
+            "FAIL\t7\tuser=alice"
+        ]
         assert await h.send("AUTH\t8\tPLAIN\tservice=smtp\tresp=AG5vYm9keQBzZWNyZXQ=") == [
-            "FAIL\t8\tuser=nobody"]  # unknown user: same shape as a wrong password
+            "FAIL\t8\tuser=nobody"
+        ]  # unknown user: same shape as a wrong password
         assert await h.send("AUTH\t9\tPLAIN\tservice=smtp\tresp=AGFsaWNlK3RhZwBzZWNyZXQ=") == [
-            "FAIL\t9\tuser=alice+tag\toriginal_user=alice+tag"]
+            "FAIL\t9\tuser=alice+tag\toriginal_user=alice+tag"
+        ]
         assert await h.send("AUTH\t10\tPLAIN\tservice=smtp\tresp=AABzZWNyZXQ=") == [
-            "FAIL\t10\tuser=\toriginal_user="]
+            "FAIL\t10\tuser=\toriginal_user="
+        ]
         assert await h.send("AUTH\t11\tPLAIN\tservice=smtp\tresp=AGFsAGljZQBzZWNyZXQ=") == [
-            "FAIL\t11"]
+            "FAIL\t11"
+        ]
         assert await h.send("AUTH\t12\tLOGIN\tservice=smtp") == ["CONT\t12\tVXNlcm5hbWU6"]
         assert await h.send("CONT\t12\t") == ["FAIL\t12\tuser=\toriginal_user="]
         assert await h.send("AUTH\t13\tPLAIN\tservice=smtp\tresp==") == ["FAIL\t13"]
         assert await h.send("AUTH\t14\tPLAIN\tservice=smtp\tresp=!!!!") == [
-            "FAIL\t14\tcode=invalid_base64\treason=Invalid base64 data in initial response"]
+            "FAIL\t14\tcode=invalid_base64\treason=Invalid base64 data in initial response"
+        ]
         assert await h.send("CONT\t55\tAAAA") == [
-            "FAIL\t55\treason=Authentication request timed out"]
+            "FAIL\t55\treason=Authentication request timed out"
+        ]
         assert await h.send("AUTH\t15\tPLAIN\tservice=smtp\tresp=Ym9iAGFsaWNlAHNlY3JldA==") == [
-            "FAIL\t15\tuser=alice"]
+            "FAIL\t15\tuser=alice"
+        ]
         assert not h.transport.closed
 
     run(body)
@@ -172,9 +185,9 @@ def test_unexpected_continuation_drops_request() -> None:
     async def body() -> None:
         h = Harness(delay=0.1)
         await _connected(h)
-        assert await h.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={WRONG}",
-                            f"CONT\t1\t{GOOD}", wait=0.0) == [
-            "FAIL\t1\treason=Unexpected continuation"]
+        assert await h.send(
+            f"AUTH\t1\tPLAIN\tservice=smtp\tresp={WRONG}", f"CONT\t1\t{GOOD}", wait=0.0
+        ) == ["FAIL\t1\treason=Unexpected continuation"]
         await asyncio.sleep(0.2)
         assert h.transport.lines() == []  # the dropped request never answers
 
@@ -188,7 +201,8 @@ def test_cancel_and_timeout_transcript() -> None:
         assert await h.send("AUTH\t1\tLOGIN\tservice=smtp") == ["CONT\t1\tVXNlcm5hbWU6"]
         assert await h.send("CANCEL\t1") == []
         assert await h.send("CONT\t1\tYWxpY2U=") == [
-            "FAIL\t1\treason=Authentication request timed out"]
+            "FAIL\t1\treason=Authentication request timed out"
+        ]
         assert await h.send("CANCEL\t999") == []
         await h.send("CANCEL\tx")
         assert h.transport.closed
@@ -215,7 +229,9 @@ def test_protocol_violation_closes_and_drops_pending() -> None:
     async def body() -> None:
         h = Harness(delay=0.1)
         await _connected(h)
-        await h.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={WRONG}", "AUTH\t2\tDIGEST-MD5\tservice=x")
+        await h.send(
+            f"AUTH\t1\tPLAIN\tservice=smtp\tresp={WRONG}", "AUTH\t2\tDIGEST-MD5\tservice=x"
+        )
         assert h.transport.closed
         await asyncio.sleep(0.15)  # the pending FAIL is never written after the close
 
@@ -226,7 +242,9 @@ def test_many_pipelined_requests() -> None:
     async def body() -> None:
         h = Harness()
         await _connected(h)
-        lines = await h.send(*(f"AUTH\t{i}\tPLAIN\tservice=smtp\tresp={GOOD}" for i in range(1, 201)))
+        lines = await h.send(
+            *(f"AUTH\t{i}\tPLAIN\tservice=smtp\tresp={GOOD}" for i in range(1, 201))
+        )
         assert sorted(lines) == sorted(f"OK\t{i}\tuser=alice" for i in range(1, 201))
 
     run(body)

@@ -33,11 +33,7 @@ class SecurityFlags(enum.Flag):
 
     def words(self) -> list[str]:
         """The flag words in the order Dovecot 2.3 emits them."""
-        return [
-            word
-            for flag, word in _FLAG_WORDS
-            if flag in self  # noqa: SIM118 - enum.Flag membership, not a dict
-        ]
+        return [word for flag, word in _FLAG_WORDS if flag in self]
 
 
 _FLAG_WORDS = (

@@ -15,10 +15,10 @@ from saslauth.events import Fields
 
 class Verdict(enum.Enum):
     OK = "ok"
-    PASSWORD_MISMATCH = "mismatch"
+    PASSWORD_MISMATCH = "mismatch"  # noqa: S105 - a verdict name, not a password
     USER_UNKNOWN = "unknown"
     USER_DISABLED = "disabled"
-    PASS_EXPIRED = "expired"
+    PASS_EXPIRED = "expired"  # noqa: S105 - a verdict name, not a password
     SCHEME_NOT_AVAILABLE = "scheme"
     INTERNAL_FAILURE = "tempfail"
     NEXT = "next"

@@ -33,18 +33,18 @@ class PassDB(Protocol):
 
 
 def _allowed(nets: str, rip: str | None) -> bool:
-    for token in nets.replace(",", " ").split():
-        if token == "local":
+    for net in nets.replace(",", " ").split():
+        if net == "local":
             if rip is None:
                 return True
             continue
         if rip is None:
             continue
         try:
-            if ipaddress.ip_address(rip) in ipaddress.ip_network(token, strict=False):
+            if ipaddress.ip_address(rip) in ipaddress.ip_network(net, strict=False):
                 return True
         except ValueError:
-            log.warning("allow_nets: ignoring invalid network %r", token)
+            log.warning("allow_nets: ignoring invalid network %r", net)
     return False
 
 
@@ -93,7 +93,9 @@ class Chain:
                 lookup = await passdb.verify_plain(request)
             except BackendError as exc:
                 log.error("passdb %s: %s", passdb.name, exc)
-                internal = Lookup(Verdict.INTERNAL_FAILURE, backend=passdb.name, log_reason=str(exc))
+                internal = Lookup(
+                    Verdict.INTERNAL_FAILURE, backend=passdb.name, log_reason=str(exc)
+                )
                 continue
             lookup = apply_fields(lookup, request)
             if lookup.verdict is Verdict.OK:

@@ -9,6 +9,7 @@ an outage (temporary failure), never "unknown user".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from concurrent.futures import Executor
@@ -100,10 +101,8 @@ class PasswdFile:
         entry = self._entries.get(request.user)
         if entry is None:
             if self._dummy:
-                try:
+                with contextlib.suppress(SchemeError):
                     await self._check(request.password, self._dummy, request.user)
-                except SchemeError:
-                    pass
             return Lookup(Verdict.USER_UNKNOWN, backend=self.name)
         if not entry.password:
             return Lookup(Verdict.PASSWORD_MISMATCH, backend=self.name, log_reason="empty password")
@@ -113,5 +112,7 @@ class PasswdFile:
             log.error("passwd-file %s: user %s: %s", self.settings.path, request.user, exc)
             return Lookup(Verdict.INTERNAL_FAILURE, backend=self.name, log_reason=str(exc))
         if not matched:
-            return Lookup(Verdict.PASSWORD_MISMATCH, user=None, backend=self.name, extra=entry.extra)
+            return Lookup(
+                Verdict.PASSWORD_MISMATCH, user=None, backend=self.name, extra=entry.extra
+            )
         return Lookup(Verdict.OK, backend=self.name, extra=entry.extra)

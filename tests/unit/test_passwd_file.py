@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from saslauth.config import PasswdFileSettings
+from saslauth.errors import BackendError
+from saslauth.passdb import Lookup, Verdict
+from saslauth.passdb.chain import Chain, apply_fields
+from saslauth.passdb.passwd_file import PasswdFile, parse
+from saslauth.verifier import VerifyRequest
+
+TEXT = """\
+# comment
+
+alice:{PLAIN}secret:1000:1000::/home/alice:/bin/sh
+bob:{PLAIN}bobpw::::::nodelay allow_nets=10.0.0.0/8,::1/128 userdb_quota=1G
+carol:{PLAIN}pw::::::user=caroline foo=bar
+dave:{PLAIN}pw::::::nologin reason=Go\\ away
+broken
+:nouser
+eve:{PLAIN}x:
+alice:{PLAIN}second-entry-ignored
+"""
+
+
+def test_parse_format() -> None:
+    entries = parse(TEXT, "f")
+    assert sorted(entries) == ["alice", "bob", "carol", "dave", "eve"]
+    assert entries["alice"].password == "{PLAIN}secret"
+    assert entries["alice"].extra == ()
+    assert entries["bob"].extra == (("nodelay", None), ("allow_nets", "10.0.0.0/8,::1/128"))
+    assert entries["carol"].extra == (("user", "caroline"), ("foo", "bar"))
+    assert "secret" not in repr(entries["alice"])
+
+
+def verify(db: PasswdFile | Chain, user: str, password: bytes, rip: str | None = None) -> Lookup:
+    return asyncio.run(db.verify_plain(VerifyRequest(user, password, "smtp", rip)))
+
+
+@pytest.fixture
+def passwd(tmp_path: Path) -> Path:
+    path = tmp_path / "users"
+    path.write_text(TEXT)
+    return path
+
+
+def db_for(path: Path) -> PasswdFile:
+    return PasswdFile(
+        PasswdFileSettings(driver="passwd-file", path=str(path)), ThreadPoolExecutor(2)
+    )
+
+
+def test_verdicts(passwd: Path) -> None:
+    db = db_for(passwd)
+    assert verify(db, "alice", b"secret").verdict is Verdict.OK
+    assert verify(db, "alice", b"wrong").verdict is Verdict.PASSWORD_MISMATCH
+    assert verify(db, "nobody", b"secret").verdict is Verdict.USER_UNKNOWN
+
+
+def test_reload_on_change(passwd: Path) -> None:
+    db = db_for(passwd)
+    assert verify(db, "alice", b"secret").verdict is Verdict.OK
+    passwd.write_text("alice:{PLAIN}changed\n")
+    os.utime(passwd, ns=(1, 1))  # force a different mtime even within one clock tick
+    assert verify(db, "alice", b"secret").verdict is Verdict.PASSWORD_MISMATCH
+    assert verify(db, "alice", b"changed").verdict is Verdict.OK
+
+
+def test_missing_file_is_an_outage_not_unknown(tmp_path: Path) -> None:
+    db = db_for(tmp_path / "missing")
+    with pytest.raises(BackendError):
+        verify(db, "alice", b"secret")
+    chain = Chain([db])
+    assert verify(chain, "alice", b"secret").verdict is Verdict.INTERNAL_FAILURE
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file_is_an_outage(passwd: Path) -> None:
+    passwd.chmod(0)
+    with pytest.raises(BackendError):
+        verify(db_for(passwd), "alice", b"secret")
+
+
+def test_extra_fields(passwd: Path) -> None:
+    chain = Chain([db_for(passwd)])
+    carol = verify(chain, "carol", b"pw")
+    assert carol.verdict is Verdict.OK and carol.user == "caroline"
+    assert carol.extra == (("foo", "bar"),)
+    bob_ok = verify(chain, "bob", b"bobpw", rip="10.1.2.3")
+    assert bob_ok.verdict is Verdict.OK and bob_ok.nodelay
+    assert verify(chain, "bob", b"bobpw", rip="::1").verdict is Verdict.OK
+    refused = verify(chain, "bob", b"bobpw", rip="192.0.2.1")
+    assert refused.verdict is Verdict.PASSWORD_MISMATCH and refused.log_reason
+    assert verify(chain, "bob", b"bobpw").verdict is Verdict.PASSWORD_MISMATCH  # no rip
+    assert verify(chain, "bob", b"wrong").nodelay
+    dave = verify(chain, "dave", b"pw")
+    assert dave.verdict is Verdict.USER_DISABLED
+
+
+def test_allow_nets_local() -> None:
+    lookup = Lookup(Verdict.OK, extra=(("allow_nets", "local,192.0.2.0/24"),))
+    assert apply_fields(lookup, VerifyRequest("u", b"", rip=None)).verdict is Verdict.OK
+    assert apply_fields(lookup, VerifyRequest("u", b"", rip="192.0.2.9")).verdict is Verdict.OK
+    denied = apply_fields(lookup, VerifyRequest("u", b"", rip="198.51.100.1"))
+    assert denied.verdict is Verdict.PASSWORD_MISMATCH
+
+
+def test_chain_semantics(tmp_path: Path, passwd: Path) -> None:
+    other = tmp_path / "other"
+    other.write_text("zed:{PLAIN}zpw\nalice:{PLAIN}other-secret\n")
+    chain = Chain([db_for(passwd), db_for(other)])
+    assert verify(chain, "zed", b"zpw").verdict is Verdict.OK  # unknown in the first goes on
+    assert verify(chain, "alice", b"other-secret").verdict is Verdict.OK  # mismatch goes on
+    assert verify(chain, "alice", b"nope").verdict is Verdict.PASSWORD_MISMATCH
+    assert verify(chain, "ghost", b"x").verdict is Verdict.USER_UNKNOWN
+    broken = Chain([db_for(tmp_path / "missing"), db_for(other)])
+    assert verify(broken, "zed", b"zpw").verdict is Verdict.OK  # a later success wins
+    assert verify(broken, "zed", b"bad").verdict is Verdict.INTERNAL_FAILURE
