@@ -194,7 +194,7 @@ class Session(asyncio.Protocol):
     def _succeed(self, pending: _Pending, outcome: mech.Success) -> None:
         del self.pending[pending.request.id]
         lookup = outcome.lookup
-        fields = outcome.identity.reply_fields() + lookup.extra
+        fields = lookup.extra + outcome.identity.reply_fields()
         self._write(self.conn.send(Ok(pending.request.id, outcome.identity.user, fields)))
         self._log(pending, "ok", outcome.identity.user, lookup)
         self._maybe_idle()

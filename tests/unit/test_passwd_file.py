@@ -92,14 +92,24 @@ def test_extra_fields(passwd: Path) -> None:
     assert carol.verdict is Verdict.OK and carol.user == "caroline"
     assert carol.extra == (("foo", "bar"),)
     bob_ok = verify(chain, "bob", b"bobpw", rip="10.1.2.3")
-    assert bob_ok.verdict is Verdict.OK and bob_ok.nodelay
+    assert bob_ok.verdict is Verdict.OK and bob_ok.extra == (("nodelay", None),)
     assert verify(chain, "bob", b"bobpw", rip="::1").verdict is Verdict.OK
     refused = verify(chain, "bob", b"bobpw", rip="192.0.2.1")
     assert refused.verdict is Verdict.PASSWORD_MISMATCH and refused.log_reason
     assert verify(chain, "bob", b"bobpw").verdict is Verdict.PASSWORD_MISMATCH  # no rip
-    assert verify(chain, "bob", b"wrong").nodelay
-    dave = verify(chain, "dave", b"pw")
-    assert dave.verdict is Verdict.USER_DISABLED
+    wrong = verify(chain, "bob", b"wrong")  # Dovecot returns no fields with a failure
+    assert wrong.verdict is Verdict.PASSWORD_MISMATCH and not wrong.nodelay and wrong.extra == ()
+    dave = verify(chain, "dave", b"pw")  # nologin is for the client to enforce, as in Dovecot
+    assert dave.verdict is Verdict.OK
+    assert dave.extra == (("nologin", None), ("reason", "Go\\"), ("away", None))
+    carol_wrong = verify(chain, "carol", b"no")
+    assert carol_wrong.user == "caroline"
+
+
+def test_hidden_fields_leave_one_empty_field() -> None:
+    lookup = Lookup(Verdict.OK, extra=(("allow_nets", "10.0.0.0/8"),))
+    assert apply_fields(lookup, VerifyRequest("u", b"", rip="10.0.0.1")).extra == (("", None),)
+    assert apply_fields(Lookup(Verdict.OK), VerifyRequest("u", b"")).extra == ()
 
 
 def test_allow_nets_local() -> None:

@@ -100,9 +100,10 @@ def verify_plain(identity: Identity, password: bytes) -> Generator[Effect, Reply
     """Ask for a password check and turn the passdb's answer into the outcome."""
     lookup = yield VerifyPlain(identity, password)
     assert isinstance(lookup, Lookup), lookup
+    if lookup.user:  # the passdb renamed the user (Dovecot's user= field), also in a FAIL
+        identity = Identity(lookup.user, identity.original)
     if lookup.verdict is Verdict.OK:
-        user = lookup.user or identity.user
-        return Success(Identity(user, identity.original), lookup)
+        return Success(identity, lookup)
     return Failure(identity, lookup)
 
 

@@ -48,37 +48,34 @@ def _allowed(nets: str, rip: str | None) -> bool:
     return False
 
 
+# Fields Dovecot consumes itself and never returns to the client.
+HIDDEN_FIELDS = frozenset({"user", "allow_nets"})
+
+
 def apply_fields(lookup: Lookup, request: VerifyRequest) -> Lookup:
-    """Apply the generic extra fields to a passdb's answer."""
+    """Apply the generic extra fields to a passdb's answer, exactly as Dovecot 2.3 does.
+
+    ``user=`` renames the user, also in a FAIL.  ``allow_nets`` turns a right password from
+    elsewhere into a plain (delayed) failure.  On a failure nothing else is returned, not even
+    ``nodelay``.  On success the other fields, ``nologin`` and ``nodelay`` included, go back in
+    OK; when every field was hidden, Dovecot leaves one empty field, and so do we.
+    """
     extra = dict(lookup.extra)
-    nodelay = "nodelay" in extra
     user = extra.get("user") or lookup.user
     if lookup.verdict is not Verdict.OK:
-        return replace(lookup, nodelay=nodelay, extra=())
+        return replace(lookup, user=user, extra=())
     nets = extra.get("allow_nets")
     if nets is not None and not _allowed(nets, request.rip):
         return Lookup(
             Verdict.PASSWORD_MISMATCH,
             user=user,
             backend=lookup.backend,
-            nodelay=nodelay,
             log_reason=f"allow_nets check failed for rip {request.rip or 'unknown'}",
         )
-    fields = tuple(
-        (k, v) for k, v in lookup.extra if k not in ("user", "allow_nets", "nodelay", "nologin")
-    )
-    if "nologin" in extra:
-        # Dovecot: the password was right but the user may not log in; reason= goes along.
-        reason = tuple((k, v) for k, v in fields if k == "reason")
-        return Lookup(
-            Verdict.USER_DISABLED,
-            user=user,
-            backend=lookup.backend,
-            nodelay=nodelay,
-            extra=reason,
-            log_reason="nologin",
-        )
-    return replace(lookup, user=user, nodelay=nodelay, extra=fields)
+    visible = tuple((k, v) for k, v in lookup.extra if k not in HIDDEN_FIELDS)
+    if lookup.extra and not visible:
+        visible = (("", None),)
+    return replace(lookup, user=user, extra=visible)
 
 
 class Chain:
