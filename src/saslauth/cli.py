@@ -27,7 +27,7 @@ def _resolve(cfg: config.Config, base: Path) -> config.Config:
         else item
         for item in cfg.listen
     )
-    passdb = tuple(p.model_copy(update={"path": fix(p.path)}) for p in cfg.passdb)
+    passdb = tuple(p.resolve(base) for p in cfg.passdb)
     return cfg.model_copy(update={"listen": listen, "passdb": passdb})
 
 
@@ -62,10 +62,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.render())
         return 1
-    warnings = []
-    for p in cfg.passdb:
-        if not os.access(p.path, os.R_OK):
-            warnings.append(f"passdb {p.path}: not readable by this user (the verifier reads it)")
+    warnings = [line for p in cfg.passdb for line in p.warnings()]
     for line in warnings:
         print(f"warning: {line}")
     print(

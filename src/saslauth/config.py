@@ -8,6 +8,7 @@ Every problem is reported as ``FILE:LINE: key: message`` (all of them at once), 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -112,14 +113,53 @@ class VerifierSettings(_Model):
     threads: int = Field(default=0, ge=0, le=256)  # 0: one per CPU core
 
 
-class PasswdFileSettings(_Model):
+def _absolute(path: str, base: Path) -> str:
+    return path if os.path.isabs(path) else str((base / path).resolve())
+
+
+class DriverSettings(_Model):
+    """Base of every passdb driver's settings: ``driver`` is the union's tag.
+
+    A driver adds its keys in a subclass, lists it in :data:`PassdbSettings` and its factory in
+    :mod:`saslauth.passdb.registry`.  ``resolve`` makes relative paths relative to the config
+    file; ``warnings`` lists problems ``check-config`` reports without failing.
+    """
+
+    driver: str
+    name: str | None = None
+
+    def resolve(self, base: Path) -> DriverSettings:
+        return self
+
+    def warnings(self) -> list[str]:
+        return []
+
+    @property
+    def label(self) -> str:
+        return self.name or self.driver
+
+
+class PasswdFileSettings(DriverSettings):
     driver: Literal["passwd-file"]
     path: str
     default_scheme: str = "CRYPT"
-    name: str | None = None
+
+    def resolve(self, base: Path) -> PasswdFileSettings:
+        return self.model_copy(update={"path": _absolute(self.path, base)})
+
+    def warnings(self) -> list[str]:
+        if not os.access(self.path, os.R_OK):
+            return [f"passdb {self.path}: not readable by this user (the verifier reads it)"]
+        return []
+
+    @property
+    def label(self) -> str:
+        return self.name or f"passwd-file:{self.path}"
 
 
-PassdbSettings = PasswdFileSettings
+# One entry per driver; the tag is the ``driver`` key.
+PassdbSettings = Annotated[PasswdFileSettings, Field(discriminator="driver")]
+_DRIVER_TAGS = frozenset({"passwd-file"})
 
 
 class Config(_Model):
@@ -185,7 +225,7 @@ def _locate(loc: tuple[str | int, ...], lines: Lines) -> tuple[int, str]:
     for part in loc:
         if (*path, part) in lines:
             path = (*path, part)
-        elif isinstance(part, str) and part not in ("unix", "tcp", "passwd-file"):
+        elif isinstance(part, str) and part not in ("unix", "tcp") and part not in _DRIVER_TAGS:
             path = (*path, part)  # a missing key: report it at its parent's line
     line = 1
     for cut in range(len(path), 0, -1):
@@ -228,6 +268,13 @@ def parse(text: str, filename: str) -> Config:
                 continue  # a list whose items are all wrong: the items' errors say it better
             line, key = _locate(loc, lines)
             message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "union_tag_invalid" and key.startswith("passdb."):
+                ctx = error.get("ctx") or {}
+                key += ".driver"
+                line = lines.get((*loc, "driver"), line)
+                message = (
+                    f"unknown driver {ctx.get('tag')!r} (known: {', '.join(sorted(_DRIVER_TAGS))})"
+                )
             problems.append((filename, line, key, message))
         raise ConfigError(problems) from None
 

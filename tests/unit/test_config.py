@@ -83,7 +83,7 @@ def test_missing_sections_and_wrong_type() -> None:
 
 def test_unknown_driver() -> None:
     lines = problems(MINIMAL.replace("passwd-file", "nosuch"))
-    assert lines[0].startswith("s.yaml:4: passdb.0.driver: Input should be 'passwd-file'")
+    assert lines[0].startswith("s.yaml:4: passdb.0.driver: unknown driver 'nosuch' (known: ")
 
 
 def test_load_missing_file(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import ClassVar, Protocol
 
@@ -81,6 +82,17 @@ def apply_fields(lookup: Lookup, request: VerifyRequest) -> Lookup:
 class Chain:
     def __init__(self, passdbs: Sequence[PassDB]) -> None:
         self.passdbs = list(passdbs)
+
+    async def start(self, stack: AsyncExitStack) -> None:
+        """Let drivers that hold resources (pools, watchers) open them on the verifier's stack.
+
+        A driver opts in by defining ``async def start(self, stack: AsyncExitStack) -> None``
+        and registering its cleanup there; drivers without one need nothing.
+        """
+        for passdb in self.passdbs:
+            start = getattr(passdb, "start", None)
+            if start is not None:
+                await start(stack)
 
     async def verify_plain(self, request: VerifyRequest) -> Lookup:
         internal: Lookup | None = None

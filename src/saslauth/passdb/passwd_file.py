@@ -62,7 +62,7 @@ class PasswdFile:
 
     def __init__(self, settings: PasswdFileSettings, executor: Executor) -> None:
         self.settings = settings
-        self.name = settings.name or f"passwd-file:{settings.path}"
+        self.name = settings.label
         self._executor = executor
         self._stamp: tuple[int, int, int] | None = None
         self._entries: dict[str, Entry] = {}

@@ -13,22 +13,16 @@ import logging
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 
 from saslauth import logs, verifier
-from saslauth.config import Config, PassdbSettings
+from saslauth.config import Config
 from saslauth.errors import VerifierError
 from saslauth.passdb import Lookup, Verdict
-from saslauth.passdb.chain import Chain, PassDB
-from saslauth.passdb.passwd_file import PasswdFile
+from saslauth.passdb.chain import Chain
+from saslauth.passdb.registry import build_chain
 
 log = logging.getLogger("saslauth.verifier")
-
-
-def build_chain(passdbs: list[PassdbSettings], executor: ThreadPoolExecutor) -> Chain:
-    drivers: list[PassDB] = []
-    for settings in passdbs:
-        drivers.append(PasswdFile(settings, executor))
-    return Chain(drivers)
 
 
 class ChildProtocol(asyncio.Protocol):
@@ -83,14 +77,18 @@ async def serve(sock: socket.socket, config: Config) -> None:
     threads = config.verifier.threads or os.cpu_count() or 2
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(threads, thread_name_prefix="verify") as executor:
-        chain = build_chain(list(config.passdb), executor)
-        done: asyncio.Future[None] = loop.create_future()
-        transport, _ = await loop.create_connection(lambda: ChildProtocol(chain, done), sock=sock)
-        log.info("verifier ready (pid %d, uid %d, %d threads)", os.getpid(), os.getuid(), threads)
-        try:
+        async with AsyncExitStack() as stack:
+            chain = build_chain(list(config.passdb), executor)
+            await chain.start(stack)
+            done: asyncio.Future[None] = loop.create_future()
+            transport, _ = await loop.create_connection(
+                lambda: ChildProtocol(chain, done), sock=sock
+            )
+            stack.callback(transport.close)
+            log.info(
+                "verifier ready (pid %d, uid %d, %d threads)", os.getpid(), os.getuid(), threads
+            )
             await done
-        finally:
-            transport.close()
 
 
 def run_verifier(sock: socket.socket, config: Config) -> int:

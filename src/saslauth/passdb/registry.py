@@ -1,0 +1,31 @@
+"""Driver name -> factory.  Imported only in the verifier child (drivers may pull in libraries).
+
+Each factory takes the driver's validated settings and the verifier's thread pool (for blocking
+or CPU-heavy work) and returns a :class:`saslauth.passdb.chain.PassDB`.  Imports are lazy so a
+missing optional library only matters for the driver that needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from concurrent.futures import Executor
+
+from saslauth.config import DriverSettings
+from saslauth.passdb.chain import Chain, PassDB
+
+# driver -> "module:Class"; the class is called as Class(settings, executor).
+DRIVERS: dict[str, str] = {
+    "passwd-file": "saslauth.passdb.passwd_file:PasswdFile",
+}
+
+
+def build(settings: DriverSettings, executor: Executor) -> PassDB:
+    module_name, _, class_name = DRIVERS[settings.driver].partition(":")
+    factory = getattr(importlib.import_module(module_name), class_name)
+    driver: PassDB = factory(settings, executor)
+    return driver
+
+
+def build_chain(passdbs: Sequence[DriverSettings], executor: Executor) -> Chain:
+    return Chain([build(settings, executor) for settings in passdbs])
