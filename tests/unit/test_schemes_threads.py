@@ -77,13 +77,29 @@ def _rate(stored: str, threads: int, seconds: float) -> float:
         return sum(f.result() for f in [pool.submit(loop) for _ in range(threads)]) / seconds
 
 
+def _machine_busy_seconds() -> float:
+    """CPU seconds all processes on this machine have used (from /proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs at least 2 CPUs")
 def test_two_threads_verify_sha512_crypt_faster() -> None:
     stored = schemes.generate("SHA512-CRYPT", b"secret")
     best = 0.0
-    for _ in range(3):  # other processes may be busy on the same cores
+    others = 0.0
+    for _ in range(3):
+        wall0, busy0, own0 = time.perf_counter(), _machine_busy_seconds(), sum(os.times()[:2])
         one, two = _rate(stored, 1, 0.4), _rate(stored, 2, 0.4)
+        wall = time.perf_counter() - wall0
+        own = sum(os.times()[:2]) - own0
+        others = max(0.0, _machine_busy_seconds() - busy0 - own) / wall
         best = max(best, two / one)
         if best > 1.3:
-            break
-    assert best > 1.3, f"2 threads only {best:.2f}x faster than 1"
+            return
+    if others > 0.3:
+        # A throughput comparison needs the second core; the GIL tests above still ran.
+        pytest.skip(f"other processes used {others:.1f} cores meanwhile: no free second core")
+    assert best > 1.3, f"2 threads only {best:.2f}x faster than 1 on an otherwise idle machine"
