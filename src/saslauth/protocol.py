@@ -220,7 +220,7 @@ class ServerConnection:
         return Continue(request_id, decoded)
 
     def _cancel(self, rest: bytes) -> Cancel | None:
-        request_id = _uint(rest.partition(b"\t")[0])
+        request_id = _uint(rest)  # Dovecot: str_to_uint over the whole rest, so no extra field
         if request_id is None:
             raise RemoteProtocolError("invalid CANCEL line")
         if self.requests.pop(request_id, None) is None:

@@ -98,6 +98,8 @@ def test_handshake_and_command_violations_close(data: bytes) -> None:
         "CONT\t1",
         "CONT\tx\tAAAA",
         "CANCEL\tx",
+        "CANCEL\t1\textra",
+        "CANCEL",
     ],
 )
 def test_malformed_requests_close(line: str) -> None:

@@ -2,7 +2,7 @@
 
 As in Dovecot: a non-empty initial response is the username; the username is validated when
 it arrives (a bad one fails without a ``Password:`` round); NUL bytes are not allowed in either
-value and fail without ``user=``.
+value; one in the name fails without ``user=``, one in the password with it (observed).
 """
 
 from __future__ import annotations
@@ -42,5 +42,5 @@ class Login:
             return Failure(identity)
         password = yield from challenge(b"Password:")
         if b"\x00" in password:
-            return Failure(None)
+            return Failure(identity)  # Dovecot 2.3.19: the name is known by now (user=alice)
         return (yield from verify_plain(identity, password))
