@@ -7,7 +7,6 @@ failure timer ticks every 500 ms, ours is exact.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,9 +16,7 @@ import pytest
 
 from tests.fixtures.authclient import Pause, Read, Send, Step, Transcript, b64, plain_b64
 from tests.fixtures.authclient import run_transcript as play
-from tests.fixtures.dovecot import dovecot_skip_reason, start_dovecot_auth
-from tests.fixtures.ports import public_tmpdir
-from tests.fixtures.saslauth import running, write_config
+from tests.fixtures.pair import Servers, dovecot_and_saslauth
 
 pytestmark = pytest.mark.dovecot
 
@@ -178,27 +175,10 @@ def passwd_text() -> str:
     return PASSWD.replace("{CRYPTHASH}", made)
 
 
-@dataclass
-class Servers:
-    dovecot: str
-    saslauth: str
-
-
 @pytest.fixture(scope="module")
 def servers() -> Iterator[Servers]:
-    reason = dovecot_skip_reason()
-    if reason or shutil.which("dovecot") is None:
-        pytest.skip(reason or "dovecot is not installed")
-    with public_tmpdir() as work:
-        passwd = work / "users"
-        passwd.write_text(passwd_text())
-        dovecot = start_dovecot_auth(work / "dovecot", passwd, failure_delay="0")
-        try:
-            config = write_config(work, passwd)
-            with running(config, work / "auth") as ours:
-                yield Servers(dovecot.address, ours.address)
-        finally:
-            dovecot.stop()
+    with dovecot_and_saslauth(passwd_text) as both:
+        yield both
 
 
 def _run(address: str, item: Case) -> Transcript:

@@ -10,21 +10,17 @@ the ``saslauth-test`` CLI as an admin would.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 import pytest
 
 from tests.fixtures.authclient import AuthClient, plain_b64
-from tests.fixtures.dovecot import dovecot_skip_reason, start_dovecot_auth
-from tests.fixtures.ports import public_tmpdir
-from tests.fixtures.saslauth import REPO, running, write_config
+from tests.fixtures.pair import Servers, dovecot_and_saslauth
+from tests.fixtures.saslauth import REPO
 from tests.unit.test_schemes import DOVECOT_SCHEMES
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
@@ -56,41 +52,20 @@ def _saslauth_hash(scheme: str, user: str) -> str:
 
 
 SCHEMES: Final = [s for s in DOVECOT_SCHEMES if s not in SKIPPED_HERE]
+_MAKERS: Final = {"dovecot": _doveadm, "saslauth": _saslauth_hash}
 
 
-@dataclass
-class Servers:
-    dovecot: str
-    saslauth: str
-    config: Path
+def _passwd_text() -> str:
+    jobs = [(s, m) for s in SCHEMES for m in ("dovecot", "saslauth")]
+    with ThreadPoolExecutor(4) as pool:
+        hashes = list(pool.map(lambda job: _MAKERS[job[1]](job[0], _user(*job)), jobs))
+    return "".join(f"{_user(*job)}:{stored}\n" for job, stored in zip(jobs, hashes, strict=True))
 
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[Servers]:
-    reason = dovecot_skip_reason()
-    if reason or shutil.which("doveadm") is None:
-        pytest.skip(reason or "doveadm is not installed")
-    with public_tmpdir() as work:
-        jobs = [(s, m) for s in SCHEMES for m in ("dovecot", "saslauth")]
-        with ThreadPoolExecutor(4) as pool:
-            hashes = list(
-                pool.map(
-                    lambda job: (_doveadm if job[1] == "dovecot" else _saslauth_hash)(
-                        job[0], _user(*job)
-                    ),
-                    jobs,
-                )
-            )
-        lines = [f"{_user(*job)}:{stored}" for job, stored in zip(jobs, hashes, strict=True)]
-        passwd = work / "users"
-        passwd.write_text("\n".join(lines) + "\n")
-        dovecot = start_dovecot_auth(work / "dovecot", passwd, failure_delay="0")
-        try:
-            config = write_config(work, passwd)
-            with running(config, work / "auth") as ours:
-                yield Servers(dovecot.address, ours.address, config)
-        finally:
-            dovecot.stop()
+    with dovecot_and_saslauth(_passwd_text) as both:
+        yield both
 
 
 def _replies(address: str, users: list[str]) -> list[str]:
