@@ -26,6 +26,7 @@ from pathlib import Path
 from saslauth.config import Config, TcpListener, UnixListener
 from saslauth.errors import ConfigError
 from saslauth.front import ListenerInfo
+from saslauth.hardening import no_core_dumps
 from saslauth.logs import set_process_name
 
 log = logging.getLogger("saslauth")
@@ -142,6 +143,7 @@ class Master:
             set_process_name(name)
             if who is not None:
                 drop_privileges(who)
+            no_core_dumps()  # after the drop: a credential change resets the dumpable flag
             code = body()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
@@ -266,6 +268,7 @@ class Master:
                 os.kill(self.front, signal.SIGTERM)
 
     def run(self) -> int:
+        no_core_dumps()
         listeners = bind_all(self.config, self.base)
         if not self.root:
             log.warning(

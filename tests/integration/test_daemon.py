@@ -236,3 +236,15 @@ def test_privileges_as_root(daemon: Saslauth) -> None:
     fds = Path(f"/proc/{roles['front']}/fd")
     targets = [os.readlink(fd) for fd in fds.iterdir()]
     assert not any("users" in target for target in targets)
+
+
+def test_no_core_dumps_and_no_ptrace(daemon: Saslauth) -> None:
+    roles = daemon.wait_children()
+    for pid in (daemon.proc.pid, roles["front"], roles["verifier"]):
+        limits = Path(f"/proc/{pid}/limits").read_text()
+        core = next(line for line in limits.splitlines() if line.startswith("Max core file size"))
+        assert core.split()[4:6] == ["0", "0"], core
+    # not dumpable: the kernel makes the front's /proc files root's, so its own user (and any
+    # other process running as that user) can neither read its memory nor attach a debugger
+    assert os.stat(f"/proc/{roles['front']}/mem").st_uid == 0
+    assert os.stat(f"/proc/{roles['front']}/status").st_uid == 0
