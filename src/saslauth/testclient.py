@@ -94,6 +94,8 @@ def authenticate(args: argparse.Namespace, password: bytes) -> tuple[int, str]:
             if fields[0] == b"FAIL":
                 temp = b"code=temp_fail" in fields or b"temp" in fields
                 return (EXIT_TEMP if temp else EXIT_FAIL), f"FAIL {text}".rstrip()
+    except OSError as exc:  # reset, broken pipe: the server went away (Postfix says 454)
+        raise Trouble(f"connection to {args.socket} lost: {exc.strerror or exc}") from None
     finally:
         sock.close()
 
