@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
+from collections import Counter
 from concurrent.futures import Executor
 from typing import ClassVar, final
 
@@ -59,6 +61,22 @@ def is_locked(stored: str) -> bool:
     return stored.startswith(("!", "*"))
 
 
+# What libxcrypt reads: $id$ methods, BSDi "_" extended DES, traditional 13-character DES.
+_CRYPT_HASH = re.compile(
+    r"\$(y|gy|7|2[abxy]|6|5|1|sha1|md5|3)\$.*|_[./0-9A-Za-z]{19}|[./0-9A-Za-z]{13}"
+)
+
+
+def hash_problem(stored: str) -> str | None:
+    """Why ``stored`` is no crypt(3) hash this system writes (never quoting it), or None."""
+    if _CRYPT_HASH.fullmatch(stored):
+        return None
+    if stored.startswith("$"):
+        method = stored[1:].partition("$")[0][:10]
+        return f"unsupported hash method ${method}$"
+    return "not a crypt(3) hash"
+
+
 def _usable(stored: str) -> bool:
     return bool(stored) and not is_locked(stored) and stored != "x"
 
@@ -78,11 +96,20 @@ class Shadow:
         self._dummy = ""
 
     def _dummy_hash(self, shadow: dict[str, ShadowEntry]) -> str:
-        """A real, usable hash from the file (the first one), for checks that must fail."""
+        """A real hash of the file's most common kind and cost, for checks that must fail."""
         if shadow is not self._dummy_for:
             self._dummy_for = shadow
-            usable = (e.password for e in shadow.values() if _usable(e.password))
-            self._dummy = next(usable, "") or schemes.generate("SHA512-CRYPT", b"dummy")
+            kinds: dict[str, str] = {}
+            counts: Counter[str] = Counter()
+            for entry in shadow.values():
+                if _usable(entry.password) and hash_problem(entry.password) is None:
+                    kind = entry.password.rsplit("$", 2)[0]  # "$y$j9T", "$6$rounds=N"
+                    kinds.setdefault(kind, entry.password)
+                    counts[kind] += 1
+            common = counts.most_common(1)
+            self._dummy = (
+                kinds[common[0][0]] if common else schemes.generate("SHA512-CRYPT", b"dummy")
+            )
         return self._dummy
 
     async def _check(self, password: bytes, stored: str) -> bool:
@@ -129,6 +156,10 @@ class Shadow:
             return await self._refuse(
                 password, shadow, Verdict.PASSWORD_MISMATCH, "empty password"
             )
+        problem = hash_problem(entry.password)
+        if problem is not None:
+            log.error("shadow: user %s: %s", name, problem)
+            return await self._refuse(password, shadow, Verdict.SCHEME_NOT_AVAILABLE, problem)
         try:
             matched = await self._check(password, entry.password)
         except SchemeError as exc:
