@@ -13,8 +13,8 @@ Names and policy are those of :mod:`saslauth.passdb.system`; the uid and groups 
 cannot exist, so it takes the time an unknown user takes, and the real account's password is
 never tried.
 
-Verdicts: PAM_USER_UNKNOWN is an unknown user; PAM_ACCT_EXPIRED, PAM_PERM_DENIED (from
-acct_mgmt) and PAM_AUTHTOK_EXPIRED are a disabled account; PAM_NEW_AUTHTOK_REQD is an expired
+Verdicts: PAM_USER_UNKNOWN is an unknown user; PAM_ACCT_EXPIRED, PAM_AUTHTOK_EXPIRED and any other
+refusal from ``pam_acct_mgmt`` are a disabled account; PAM_NEW_AUTHTOK_REQD is an expired
 password; "cannot answer" codes (PAM_SYSTEM_ERR, PAM_BUF_ERR, PAM_AUTHINFO_UNAVAIL, PAM_ABORT,
 PAM_SERVICE_ERR, PAM_TRY_AGAIN, ...) are temporary failures; everything else, a conversation
 error included, is a wrong password.  PAM's message goes to the log only.
@@ -60,9 +60,9 @@ _VERDICTS = {
 def verdict_of(outcome: P.Outcome) -> Verdict:
     if outcome.code in TEMPORARY:
         return Verdict.INTERNAL_FAILURE
-    if outcome.code == P.PERM_DENIED and outcome.stage == "acct_mgmt":
-        return Verdict.USER_DISABLED
-    return _VERDICTS.get(outcome.code, Verdict.PASSWORD_MISMATCH)
+    # After a right password, any other "no" from the account stack means "not this account".
+    otherwise = Verdict.USER_DISABLED if outcome.stage == "acct_mgmt" else Verdict.PASSWORD_MISMATCH
+    return _VERDICTS.get(outcome.code, otherwise)
 
 
 def nss_account(name: str) -> tuple[int, frozenset[str]] | None:
@@ -112,7 +112,8 @@ class Pam:
     def _transaction(
         self, name: str, password: bytes, rip: str | None
     ) -> tuple[P.Outcome, str | None]:
-        refusal = self._policy(name)
+        # A C string ends at NUL: "right\0junk" must not pass as "right".
+        refusal = "password contains NUL" if b"\0" in password else self._policy(name)
         user = DUMMY_USER if refusal is not None else name
         outcome = P.authenticate(
             self.settings.service, user, password, rhost=rip, confdir=self._confdir
@@ -137,7 +138,8 @@ class Pam:
         if refusal is not None:
             verdict = verdict_of(outcome)
             if verdict is not Verdict.INTERNAL_FAILURE:
-                verdict = Verdict.USER_DISABLED
+                nul = refusal.startswith("password")
+                verdict = Verdict.PASSWORD_MISMATCH if nul else Verdict.USER_DISABLED
             return Lookup(verdict, backend=self.name, log_reason=refusal)
         verdict = verdict_of(outcome)
         reason = None if verdict is Verdict.OK else f"{outcome.stage}: {outcome.message}"
