@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fixtures.ports import public_tmpdir  # noqa: E402
-from tests.fixtures.saslauth import running  # noqa: E402
-from tests.fixtures.sysusers import system_accounts  # noqa: E402
+from tests.fixtures.ports import public_tmpdir
+from tests.fixtures.saslauth import running
+from tests.fixtures.sysusers import system_accounts
 
 
 def bench(authbench: str, sock: Path, creds: Path, *extra: str) -> dict[str, object]:
@@ -48,7 +48,9 @@ def main() -> None:
             files[kind] = work / f"{kind}.creds"
             files[kind].write_text("".join(f"{u.name}@{kind}.test:{u.password}\n" for u in users))
         files["shadow-sha512"] = work / "sha.creds"
-        files["shadow-sha512"].write_text("".join(f"{u.name}@shadow.test:{u.password}\n" for u in sha))
+        files["shadow-sha512"].write_text(
+            "".join(f"{u.name}@shadow.test:{u.password}\n" for u in sha)
+        )
         files["pam-bad"] = work / "bad.creds"
         files["pam-bad"].write_text("".join(f"{u.name}@pam.test:wrong\n" for u in users))
         with running(config, work / "auth") as daemon:
