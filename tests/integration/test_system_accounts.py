@@ -1,8 +1,8 @@
 """shadow and pam drivers end to end: real throwaway system accounts, a real PAM stack
 (pam_unix), the real daemon (front as ``nobody``, verifier as root), saslauth-test and a
-real Postfix with swaks.  (A verifier user in group ``shadow`` works for both drivers, but not
-here: the verifier imports its drivers after dropping privileges, and this machine's Python
-lives under /root, which other users cannot read.)
+real Postfix with swaks.  The last test runs a second daemon whose verifier is a throwaway user
+in group ``shadow``; it skips when the interpreter's packages are unreadable to other users
+(pyenv under /root), because the verifier imports its drivers after dropping privileges.
 
 One daemon serves both drivers in a chain: bare names are checked by ``shadow`` (then
 ``pam``), ``NAME@pam.test`` only by ``pam`` (shadow refuses names with a domain).
@@ -199,3 +199,37 @@ def test_postfix_235_and_535(setup: Setup, tmp_path_factory: pytest.TempPathFact
         assert locked.auth_reply == low.auth_reply  # nothing says why
     finally:
         postfix.stop()
+
+
+def test_verifier_as_user_in_group_shadow(setup: Setup) -> None:
+    """The non-root deployment: ``verifier.user`` in group ``shadow`` runs both drivers."""
+    a = setup.accounts
+    with system_accounts() as make, public_tmpdir() as work:
+        verifier = make.add("vrf", system=True, groups=("shadow",))
+        probe = subprocess.run(
+            ["setpriv", "--reuid", str(verifier.uid), "--regid", "nogroup", "--init-groups",
+             sys.executable, "-c", "import argon2, bcrypt, pydantic"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if probe.returncode != 0:
+            pytest.skip(
+                "this Python's packages are not readable by other users (e.g. pyenv under "
+                "/root), and the verifier imports its drivers after dropping privileges"
+            )
+        config = work / "saslauth.yaml"
+        config.write_text(
+            f"user: nobody\nfailure_delay: 0\nverifier:\n  user: {verifier.name}\n"
+            f'listen:\n  - path: {work / "auth"}\n    mode: "0666"\npassdb:\n'
+            f"  - driver: shadow\n  - driver: pam\n    service: {a.pam_service}\n"
+            "    allowed_domains: [pam.test]\n"
+        )
+        with running(config, work / "auth") as daemon:
+            pid = daemon.wait_children()["verifier"]
+            assert f"\nUid:\t{verifier.uid}\t" in Path(f"/proc/{pid}/status").read_text()
+            assert can_read_as(pid, "/etc/shadow")[0]
+            for user in (a["yes"].name, f"{a['yes'].name}@pam.test"):
+                with AuthClient.connect(daemon.address) as client:
+                    client.handshake()
+                    resp = plain_b64("", user, a["yes"].password)
+                    reply = client.auth(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={resp}", 10)
+                    assert reply == f"OK\t1\tuser={user}", (reply, daemon.log_text())
