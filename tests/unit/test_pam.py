@@ -7,6 +7,7 @@ conversation, ``expose_authtok``), pam_faildelay, pam_deny and pam_permit.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -175,3 +176,31 @@ def test_timeout_is_a_temporary_failure(stack: Stack) -> None:
 )
 def test_verdicts(code: int, stage: str, verdict: Verdict) -> None:
     assert verdict_of(P.Outcome(code, stage, "")) is verdict
+
+
+def _messages(*items: tuple[int, bytes]) -> Any:
+    structs = [P.PamMessage(style, text) for style, text in items]
+    array = (ctypes.POINTER(P.PamMessage) * len(structs))(*(ctypes.pointer(m) for m in structs))
+    return array, structs  # keep the structs alive
+
+
+def test_conversation_answers_prompts_and_refuses_unknown_styles() -> None:
+    lib = P.library()
+    said: list[str] = []
+    converse = P.conversation(lib, PASSWORD, b"alice", said)
+    messages, _keep = _messages(
+        (P.PROMPT_ECHO_OFF, b"Password: "), (P.TEXT_INFO, b"hello"), (P.PROMPT_ECHO_ON, b"login:")
+    )
+    out = (ctypes.POINTER(P.PamResponse) * 1)()
+    assert converse(3, messages, out, None) == P.SUCCESS
+    replies = out[0]
+    assert ctypes.string_at(replies[0].resp) == PASSWORD
+    assert not replies[1].resp and ctypes.string_at(replies[2].resp) == b"alice"
+    assert said == ["hello"]
+    for i in (0, 2):
+        lib.free(replies[i].resp)
+    lib.free(ctypes.cast(replies, ctypes.c_void_p))
+    odd, _keep2 = _messages((P.PROMPT_ECHO_OFF, b"Password: "), (99, b"binary?"))
+    assert converse(2, odd, out, None) == P.CONV_ERR  # and frees what it had allocated
+    assert said[-1] == "unsupported PAM prompt style 99"
+    assert converse(1, None, out, None) == P.CONV_ERR  # an exception never reaches C

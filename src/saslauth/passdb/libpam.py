@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +101,12 @@ _lib: _Lib | None = None
 _load_error = ""
 
 
+def library() -> _Lib:
+    """The loaded library; call :func:`load` first."""
+    assert _lib is not None, load()
+    return _lib
+
+
 def load() -> str | None:
     """Load libpam once; None when usable, else why not."""
     global _lib, _load_error
@@ -120,27 +127,16 @@ def _c_copy(lib: _Lib, data: bytes) -> int | None:
     return buf
 
 
-def authenticate(
-    service: str,
-    user: str,
-    password: bytes,
-    *,
-    rhost: str | None = None,
-    confdir: str | None = None,
-) -> Outcome:
-    """pam_authenticate then pam_acct_mgmt for ``user``; never raises for PAM's own errors.
+ConverseFn = Callable[[int, Any, Any, Any], int]
 
-    The conversation answers echo-off prompts with ``password`` and echo-on prompts with the
-    user name (what Dovecot does); text and error messages are kept for the log.  Any other
-    prompt, or a failure inside the callback, answers PAM_CONV_ERR.
+
+def conversation(lib: _Lib, password: bytes, user: bytes, said: list[str]) -> ConverseFn:
+    """The conversation function: echo-off prompts get ``password``, echo-on ones ``user``.
+
+    Text and error messages are appended to ``said`` (for the log); any other prompt style,
+    or an exception, frees what was allocated and answers PAM_CONV_ERR.  Replies are
+    ``calloc``'d, as PAM frees them.
     """
-    problem = load()
-    if problem is not None:
-        return Outcome(SYSTEM_ERR, "start", problem)
-    lib = _lib
-    assert lib is not None
-    said: list[str] = []
-    user_bytes = user.encode()
 
     def converse(count: int, messages: Any, responses: Any, _data: Any) -> int:
         try:
@@ -151,7 +147,7 @@ def authenticate(
             for i in range(count):
                 message = messages[i].contents
                 if message.msg_style in (PROMPT_ECHO_OFF, PROMPT_ECHO_ON):
-                    answer = password if message.msg_style == PROMPT_ECHO_OFF else user_bytes
+                    answer = password if message.msg_style == PROMPT_ECHO_OFF else user
                     copy = _c_copy(lib, answer)
                     if copy is None:
                         _free_replies(lib, array, i)
@@ -169,6 +165,30 @@ def authenticate(
             log.exception("PAM conversation failed")
             return CONV_ERR
 
+    return converse
+
+
+def authenticate(
+    service: str,
+    user: str,
+    password: bytes,
+    *,
+    rhost: str | None = None,
+    confdir: str | None = None,
+) -> Outcome:
+    """pam_authenticate then pam_acct_mgmt for ``user``; never raises for PAM's own errors.
+
+    The conversation answers echo-off prompts with ``password`` and echo-on prompts with the
+    user name (what Dovecot does); text and error messages are kept for the log.  Any other
+    prompt, or a failure inside the callback, answers PAM_CONV_ERR.
+    """
+    problem = load()
+    if problem is not None:
+        return Outcome(SYSTEM_ERR, "start", problem)
+    lib = library()
+    said: list[str] = []
+    user_bytes = user.encode()
+    converse = conversation(lib, password, user_bytes, said)
     callback = CONV_FUNC(converse)  # kept alive in this frame until pam_end
     conv = PamConv(callback, None)
     handle = ctypes.c_void_p()
