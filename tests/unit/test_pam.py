@@ -128,8 +128,17 @@ def test_names_and_policy(stack: Stack) -> None:
     assert check(make(stack, min_uid=0), "root", PASSWORD).verdict is Verdict.OK
 
 
+def test_failure_delay_is_returned_not_slept(stack: Stack) -> None:
+    started = time.monotonic()
+    outcome = P.authenticate("good", "alice", b"wrong", confdir=str(stack.confdir))
+    assert outcome.code == P.AUTH_ERR and time.monotonic() - started < 1.0
+    assert 1.0 < outcome.delay < 3.0  # pam_faildelay's 2 s, randomised by libpam
+    success = P.authenticate("good", "alice", PASSWORD, confdir=str(stack.confdir))
+    assert success.ok and success.delay == 0.0
+
+
 def test_slow_failure_does_not_delay_a_concurrent_success(stack: Stack) -> None:
-    db = make(stack, "good", threads=4)
+    db = make(stack, "good", threads=1)  # the failure's 2 s do not even hold the one thread
 
     async def timed(user: str, password: bytes) -> tuple[Verdict, float]:
         started = time.monotonic()

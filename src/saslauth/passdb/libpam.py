@@ -6,8 +6,10 @@ the conversation callback copies it straight into a ``malloc``'d C buffer that P
 pam_unix wipes and frees), so no other Python copy of it exists.
 
 One :func:`authenticate` call is one PAM transaction (``pam_start`` ... ``pam_end``) on the
-calling thread: it blocks (pam_unix waits about 2 s after a failure), so callers run it on a
-thread pool.  ctypes releases the GIL during the calls.  A handle is never shared.
+calling thread: it blocks (modules may do network or disk I/O), so callers run it on a thread
+pool.  The failure delay (pam_unix asks for about 2 s) is taken over through the
+``PAM_FAIL_DELAY`` item and returned, so the thread is free at once.  ctypes releases the
+GIL during the calls.  A handle is never shared.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ MAXTRIES, NEW_AUTHTOK_REQD, ACCT_EXPIRED, CRED_UNAVAIL, CRED_EXPIRED = 11, 12, 1
 NO_MODULE_DATA, CONV_ERR, AUTHTOK_ERR, AUTHTOK_LOCK_BUSY, TRY_AGAIN = 18, 19, 20, 22, 24
 ABORT, AUTHTOK_EXPIRED, MODULE_UNKNOWN, BAD_ITEM, CONV_AGAIN, INCOMPLETE = 26, 27, 28, 29, 30, 31
 
-PAM_RHOST = 4
+PAM_RHOST, PAM_FAIL_DELAY = 4, 10
 PAM_SILENT = 0x8000
 PAM_DISALLOW_NULL_AUTHTOK = 0x0001
 PROMPT_ECHO_OFF, PROMPT_ECHO_ON, ERROR_MSG, TEXT_INFO = 1, 2, 3, 4
@@ -51,6 +53,10 @@ CONV_FUNC = ctypes.CFUNCTYPE(
 )
 
 
+# void (*delay_fn)(int retval, unsigned usec_delay, void *appdata_ptr), the PAM_FAIL_DELAY item
+DELAY_FUNC = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p)
+
+
 class PamConv(ctypes.Structure):
     _fields_ = [("conv", CONV_FUNC), ("appdata_ptr", ctypes.c_void_p)]
 
@@ -62,6 +68,7 @@ class Outcome:
     code: int
     stage: str
     message: str  # pam_strerror, plus what the stack said in the conversation (log only)
+    delay: float = 0.0  # the failure delay the stack asked for (pam_unix: about 2 s)
 
     @property
     def ok(self) -> bool:
@@ -181,6 +188,9 @@ def authenticate(
     The conversation answers echo-off prompts with ``password`` and echo-on prompts with the
     user name (what Dovecot does); text and error messages are kept for the log.  Any other
     prompt, or a failure inside the callback, answers PAM_CONV_ERR.
+
+    The failure delay modules ask for (``pam_fail_delay``) is not slept here: it is returned
+    in :attr:`Outcome.delay` for the caller to wait without holding a thread.
     """
     problem = load()
     if problem is not None:
@@ -190,6 +200,13 @@ def authenticate(
     user_bytes = user.encode()
     converse = conversation(lib, password, user_bytes, said)
     callback = CONV_FUNC(converse)  # kept alive in this frame until pam_end
+    delays: list[float] = []
+
+    def on_delay(status: int, usec: int, _data: Any) -> None:
+        if status != SUCCESS:  # libpam calls this instead of sleeping, after success too
+            delays.append(usec / 1e6)
+
+    delay_callback = DELAY_FUNC(on_delay)
     conv = PamConv(callback, None)
     handle = ctypes.c_void_p()
     service_b = service.encode()
@@ -202,6 +219,7 @@ def authenticate(
         return Outcome(code or SYSTEM_ERR, "start", "pam_start failed")
     stage = "authenticate"
     try:
+        lib.set_item(handle, PAM_FAIL_DELAY, ctypes.cast(delay_callback, ctypes.c_void_p))
         if rhost:
             rhost_c = ctypes.create_string_buffer(rhost.encode())
             lib.set_item(handle, PAM_RHOST, ctypes.cast(rhost_c, ctypes.c_void_p))
@@ -213,7 +231,7 @@ def authenticate(
     finally:
         lib.end(handle, code)
     message = "; ".join([text, *said]) if said else text
-    return Outcome(code, stage, message)
+    return Outcome(code, stage, message, max(delays, default=0.0))
 
 
 def _free_replies(lib: _Lib, array: Any, filled: int) -> None:

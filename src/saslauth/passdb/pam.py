@@ -2,10 +2,12 @@
 
 ``pam_authenticate`` then ``pam_acct_mgmt`` (no setcred, no session: what Dovecot does), with
 ``PAM_RHOST`` set to the client's IP when known (for pam_faillock, fail2ban, pam_access).
-PAM calls block -- pam_unix sleeps about 2 s after a failure -- so they run on this driver's
-own bounded thread pool (``threads``, default 8) inside the verifier: a slow failure occupies
-one thread and never the event loop or the other requests.  A call that takes longer than
-``timeout`` is a temporary failure (its thread finishes in the background).
+PAM calls block, so they run on this driver's own bounded thread pool (``threads``, default
+8) inside the verifier, never on the event loop.  The failure delay the stack asks for (pam_unix:
+about 2 s) is not slept on that thread: libpam hands it to us (``PAM_FAIL_DELAY``) and the
+failure is answered that much later by the event loop, so a failing login holds a thread only
+while PAM works, and never delays other logins.  A call that takes longer than ``timeout`` is a
+temporary failure (its thread finishes in the background).
 
 Names and policy are those of :mod:`saslauth.passdb.system`; the uid and groups come from NSS
 (``getpwnam``/``getgrouplist``), like the PAM modules see them.  A name refused by the policy
@@ -135,6 +137,8 @@ class Pam:
                 f"PAM service {self.settings.service} did not answer in "
                 f"{self.settings.timeout:g}s"
             ) from None
+        if outcome.delay and not outcome.ok:
+            await asyncio.sleep(outcome.delay)  # PAM's failure delay, holding no thread
         if refusal is not None:
             verdict = verdict_of(outcome)
             if verdict is not Verdict.INTERNAL_FAILURE:
