@@ -56,6 +56,8 @@ def main() -> None:
         with running(config, work / "auth") as daemon:
             for kind in ("shadow", "shadow-sha512", "pam"):
                 print(kind, json.dumps(bench(authbench, daemon.socket, files[kind])))
+            one = bench(authbench, daemon.socket, files["pam"], "-c", "1", "-t", "5")
+            print("pam, 1 client", json.dumps(one))
             # Successful PAM logins while 8 clients keep failing ones (2 s each) in flight.
             bad = subprocess.Popen(
                 [authbench, "-s", str(daemon.socket), "-f", str(files["pam-bad"]), "-c", "4",
