@@ -17,6 +17,8 @@ from saslauth.passdb.chain import Chain, PassDB
 # driver -> "module:Class"; the class is called as Class(settings, executor).
 DRIVERS: dict[str, str] = {
     "passwd-file": "saslauth.passdb.passwd_file:PasswdFile",
+    "shadow": "saslauth.passdb.shadow:Shadow",
+    "pam": "saslauth.passdb.pam:Pam",
 }
 
 
