@@ -161,7 +161,10 @@ class Master:
         who = None
         if self.root and self.config.verifier.user not in ("root", "0"):
             who = account(self.config.verifier.user, "verifier.user", keep_groups=True)
+        from saslauth.passdb.registry import preload
         from saslauth.verifier.child import run_verifier
+
+        preload(self.config.passdb)  # before the privilege drop: later imports may be refused
 
         config = self.config
         self.verifier = self._fork(

@@ -22,6 +22,21 @@ DRIVERS: dict[str, str] = {
 }
 
 
+def preload(passdbs: Sequence[DriverSettings]) -> None:
+    """Import the configured drivers (and the schemes) while the installation is readable.
+
+    The master calls this before forking a verifier that drops to ``verifier.user``: that user
+    may not be able to read the Python installation (a virtualenv under /root, say).
+    """
+    import encodings.idna
+    import encodings.latin_1  # noqa: F401
+
+    import saslauth.schemes  # noqa: F401
+
+    for settings in passdbs:
+        importlib.import_module(DRIVERS[settings.driver].partition(":")[0])
+
+
 def build(settings: DriverSettings, executor: Executor) -> PassDB:
     module_name, _, class_name = DRIVERS[settings.driver].partition(":")
     factory = getattr(importlib.import_module(module_name), class_name)
