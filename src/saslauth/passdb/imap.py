@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 from concurrent.futures import Executor
 from contextlib import AsyncExitStack
@@ -97,7 +98,8 @@ class Imap:
         except ssl.SSLError as exc:
             raise BackendError(f"{self._where}: TLS failed: {exc.reason}") from None
         except OSError as exc:
-            raise BackendError(f"{self._where}: {exc.strerror or exc}") from None
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise BackendError(f"{self._where}: {reason}") from None
         except BackendError as exc:
             raise BackendError(f"{self._where}: {exc}") from None
 
