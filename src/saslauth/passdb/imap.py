@@ -174,7 +174,7 @@ class Imap:
             done = True
             return lookup
         finally:
-            conn.close(abort=not done)
+            await conn.close(abort=not done)
 
     def _verdict(self, name: str, response: Response) -> Lookup:
         text = printable(response.text)

@@ -35,6 +35,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.error: BackendError | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -57,6 +58,8 @@ class Connection(asyncio.Protocol):
         plain_os_error = isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError)
         reason = f": {exc}" if plain_os_error else ""
         self._fail(BackendError(f"connection lost{reason}"))
+        if not self._closed.done():
+            self._closed.set_result(None)
 
     def _fail(self, error: BackendError) -> None:
         if self.error is None:
@@ -81,12 +84,19 @@ class Connection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
-    def close(self, *, abort: bool = False) -> None:
-        if self.transport is not None:
-            if abort:
-                self.transport.abort()
-            else:
-                self.transport.close()
+    async def close(self, *, abort: bool = False, wait: float = 1.0) -> None:
+        """Close (TLS: with close_notify) and wait until the socket is gone; abort if slow."""
+        if self.transport is None:
+            return
+        if abort:
+            self.transport.abort()
+        else:
+            self.transport.close()
+        try:
+            async with asyncio.timeout(wait):
+                await asyncio.shield(self._closed)
+        except TimeoutError:
+            self.transport.abort()
 
 
 class Session:
