@@ -58,9 +58,9 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotImap]:
 
 def settings(server: DovecotImap, tls: str, **extra: Any) -> ImapSettings:
     port = server.tls_port if tls == "implicit" else server.port
-    options: dict[str, Any] = {"port": port, "ca_file": str(server.ca_file), "timeout": 5.0}
+    options: dict[str, Any] = {"port": port, "tls": tls, "ca_file": str(server.ca_file)}
     options.update(extra)
-    return ImapSettings(driver="imap", host="127.0.0.1", tls=tls, **options)
+    return ImapSettings(driver="imap", host="127.0.0.1", **options)
 
 
 def check(imap: ImapSettings, user: str, password: str) -> Verdict:
