@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ def run(
     user: str = "alice",
     password: bytes = PASSWORD,
     caplog: pytest.LogCaptureFixture | None = None,
+    bind: str = "127.0.0.1",
     **settings: Any,
 ) -> Outcome:
     peers: list[Peer] = []
@@ -104,12 +106,12 @@ def run(
         writer.close()
 
     async def main() -> Lookup | BackendError:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        server = await asyncio.start_server(handle, bind, 0)
         port = server.sockets[0].getsockname()[1]
         options: dict[str, Any] = {"tls": "none", "timeout": 2.0, "connect_timeout": 1.0}
-        options.update(settings)
+        options.update({"host": bind, **settings})
         driver = Imap(
-            ImapSettings(driver="imap", host="127.0.0.1", port=port, **options),
+            ImapSettings(driver="imap", port=port, **options),
             cast(Executor, None),
         )
         try:
@@ -323,3 +325,14 @@ def test_connection_refused_is_an_outage() -> None:
         return str(info.value)
 
     assert "refused" in asyncio.run(main()).lower()
+
+
+def test_bracketed_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        socket.create_server(("::1", 0)).close()
+    except OSError as exc:
+        pytest.skip(f"cannot bind ::1: {exc}")
+    outcome = run(lambda p: login_reply(p, b"OK"), bind="::1", host="[::1]")
+    assert outcome.verdict is Verdict.OK

@@ -60,6 +60,8 @@ class Imap:
     def __init__(self, settings: ImapSettings, executor: Executor) -> None:
         self.settings = settings
         self.name = settings.label
+        self._host = settings.host.strip("[]")  # "[::1]" is allowed in the config
+        self._server_name = settings.server_name or self._host
         self._where = f"{settings.host}:{settings.effective_port}"
         self._context: ssl.SSLContext | None = None
         self._slots = asyncio.Semaphore(settings.max_connections)
@@ -111,10 +113,10 @@ class Imap:
             async with asyncio.timeout(settings.connect_timeout):
                 _, conn = await loop.create_connection(
                     Connection,
-                    settings.host,
+                    self._host,
                     settings.effective_port,
                     ssl=self._ssl_context() if implicit else None,
-                    server_hostname=(settings.server_name or settings.host) if implicit else None,
+                    server_hostname=self._server_name if implicit else None,
                 )
         except TimeoutError:
             raise BackendError(f"connect timed out after {settings.connect_timeout:g}s") from None
@@ -137,7 +139,7 @@ class Imap:
                     conn.transport,
                     conn,
                     self._ssl_context(),
-                    server_hostname=settings.server_name or settings.host,
+                    server_hostname=self._server_name,
                 )
         except TimeoutError:
             raise BackendError("TLS handshake timed out") from None
