@@ -149,8 +149,8 @@ def passdb_yaml(port: int, tls: str, **keys: str) -> str:
 def login(daemon: Saslauth, user: str, password: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     return subprocess.run(
-        [sys.executable, "-m", "saslauth.testclient", "-s", daemon.address, "-u", user,
-         "-p", password],
+        [sys.executable, "-c", "import sys; from saslauth.testclient import main; sys.exit(main())",
+         "-s", daemon.address, "-u", user, "-p", password],
         capture_output=True, text=True, env=env, timeout=30, check=False,
     )  # fmt: skip
 
