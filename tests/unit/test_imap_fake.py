@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -18,12 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from saslauth.config import ImapSettings
 from saslauth.errors import BackendError, BackendTimeout
 from saslauth.passdb import Lookup, Verdict
 from saslauth.passdb.imap import Imap
 from saslauth.verifier import VerifyRequest
+from tests.unit.test_imap_wire import decode_command
 
 PASSWORD = b"p4ss word"
 GREETING = b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n"
@@ -335,4 +339,29 @@ def test_bracketed_ipv6_loopback() -> None:
     except OSError as exc:
         pytest.skip(f"cannot bind ::1: {exc}")
     outcome = run(lambda p: login_reply(p, b"OK"), bind="::1", host="[::1]")
+    assert outcome.verdict is Verdict.OK
+
+
+async def literal_aware_login(peer: Peer, expected: tuple[bytes, bytes]) -> None:
+    """A server that reads LOGIN like Dovecot does: "+" before each literal, then checks it."""
+    await peer.send(b"* OK [CAPABILITY IMAP4rev1] hi\r\n")
+    pieces = [await peer.line()]  # each literal's bytes start a new piece, as the client sent
+    while (literal := re.search(rb"\{(\d+)\}\r\n$", pieces[-1])) is not None:
+        await peer.send(b"+ OK\r\n")
+        data = await peer.reader.readexactly(int(literal.group(1)))
+        pieces.append(data + await peer.line())
+    tag, verb, args = decode_command(pieces)
+    ok = (verb, tuple(args)) == (b"LOGIN", expected)
+    await peer.send(tag + (b" OK Logged in\r\n" if ok else b" NO [AUTHENTICATIONFAILED] no\r\n"))
+    await peer.logout()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.text(alphabet=st.characters(blacklist_characters="\0\r\n"), min_size=1, max_size=40),
+    st.binary(min_size=1, max_size=400).filter(lambda b: not set(b) & {0, 10, 13}),
+)
+def test_any_name_and_password_arrive_intact(user: str, password: bytes) -> None:
+    expected = (user.encode(), password)
+    outcome = run(lambda p: literal_aware_login(p, expected), user=user, password=password)
     assert outcome.verdict is Verdict.OK
