@@ -284,6 +284,19 @@ def test_silent_server_times_out() -> None:
     assert "no answer within 0.3s" in outcome.error
 
 
+def test_a_server_stuck_after_the_verdict_does_not_turn_it_into_a_timeout() -> None:
+    async def stuck(peer: Peer) -> None:
+        await peer.send(GREETING)
+        tag = (await peer.line()).split(b" ", 1)[0]
+        await peer.send(tag + b" OK Logged in\r\n")
+        await peer.line()  # LOGOUT: never answered
+        await peer.nothing_more(3.0)
+
+    outcome = run(stuck, timeout=0.4)
+    assert outcome.verdict is Verdict.OK
+    assert outcome.received[-1] == b"a2 LOGOUT\r\n"
+
+
 def test_starttls_reply_followed_by_injected_data_is_refused() -> None:
     async def inject(peer: Peer) -> None:
         await peer.send(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n")

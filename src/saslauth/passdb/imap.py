@@ -41,6 +41,11 @@ LONG_LOGIN = 960
 _TEMPORARY_CODES = frozenset({b"UNAVAILABLE", b"SERVERBUG", b"LIMIT", b"INUSE"})
 
 
+def _left(loop: asyncio.AbstractEventLoop, deadline: float) -> float:
+    """Seconds until ``deadline``, less a margin so the caller's own timeout never fires."""
+    return max(0.0, deadline - loop.time() - 0.05)
+
+
 def _use_authenticate(caps: frozenset[str], user: bytes, password: bytes) -> bool:
     """AUTHENTICATE PLAIN when LOGIN is disabled or too long for the server's pre-login buffer."""
     if "AUTH=PLAIN" not in caps:
@@ -90,8 +95,8 @@ class Imap:
             return Lookup(Verdict.PASSWORD_MISMATCH, backend=self.name, log_reason=reason)
         limit = self.settings.timeout
         try:
-            async with asyncio.timeout(limit), self._slots:
-                return await self._check(request.user, user, password)
+            async with asyncio.timeout(limit) as scope, self._slots:
+                return await self._check(request.user, user, password, scope.when() or 0.0)
         except TimeoutError:
             raise BackendTimeout(f"{self._where}: no answer within {limit:g}s") from None
         except ssl.SSLCertVerificationError as exc:
@@ -148,7 +153,8 @@ class Imap:
         conn.transport = transport
         session.capabilities = None  # RFC 3501 6.2.1: forget what was said in clear
 
-    async def _check(self, name: str, user: bytes, password: bytes) -> Lookup:
+    async def _check(self, name: str, user: bytes, password: bytes, deadline: float) -> Lookup:
+        loop = asyncio.get_running_loop()
         conn = await self._open()
         done = False
         try:
@@ -168,15 +174,16 @@ class Imap:
             else:
                 raise BackendError("LOGINDISABLED and no AUTH=PLAIN: no way to log in")
             lookup = self._verdict(name, response)
+            done = True
+            # The verdict stands: LOGOUT and the close only get what is left of the timeout.
             with contextlib.suppress(BackendError, OSError, TimeoutError):
-                async with asyncio.timeout(LOGOUT_WAIT):
+                async with asyncio.timeout(min(LOGOUT_WAIT, _left(loop, deadline))):
                     tag = session.tag()
                     conn.write(tag + b" LOGOUT\r\n")
                     await session.next(tag, bye_ok=True)
-            done = True
             return lookup
         finally:
-            await conn.close(abort=not done)
+            await conn.close(abort=not done, wait=min(LOGOUT_WAIT, _left(loop, deadline)))
 
     def _verdict(self, name: str, response: Response) -> Lookup:
         text = printable(response.text)

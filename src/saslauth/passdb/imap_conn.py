@@ -92,6 +92,8 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
         else:
             self.transport.close()
+        if wait <= 0:
+            return
         try:
             async with asyncio.timeout(wait):
                 await asyncio.shield(self._closed)
