@@ -8,16 +8,12 @@ Every problem is reported as ``FILE:LINE: key: message`` (all of them at once), 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -26,38 +22,37 @@ from pydantic import (
 )
 
 from saslauth.errors import ConfigError
+from saslauth.settings.base import DriverSettings, Duration, Model, absolute
+from saslauth.settings.imap import ImapSettings
+from saslauth.settings.passwd_file import PasswdFileSettings
+from saslauth.settings.system import PamSettings, ShadowSettings, SystemAccountSettings
 from saslauth.usernames import DEFAULT_ALLOWED_CHARS
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# Re-exported: drivers and tools import their settings from here.
+__all__ = [
+    "Config",
+    "DriverSettings",
+    "Duration",
+    "ImapSettings",
+    "Model",
+    "PamSettings",
+    "PassdbSettings",
+    "PasswdFileSettings",
+    "ShadowSettings",
+    "SystemAccountSettings",
+    "absolute",
+    "load",
+    "parse",
+]
 
 
-def _duration(value: object) -> object:
-    if isinstance(value, bool):
-        raise ValueError("a duration like 2s, 500ms or 1h")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return float(match.group(1)) * _UNITS[match.group(2)]
-    raise ValueError("a duration like 2s, 500ms or 1h")
-
-
-Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class UsernameSettings(_Model):
+class UsernameSettings(Model):
     lowercase: bool = True
     allowed_chars: str = DEFAULT_ALLOWED_CHARS
     default_domain: str = ""
 
 
-class UnixListener(_Model):
+class UnixListener(Model):
     path: str
     mode: str = "0660"
     user: str | None = None
@@ -76,7 +71,7 @@ class UnixListener(_Model):
         return int(self.mode, 8)
 
 
-class TcpListener(_Model):
+class TcpListener(Model):
     address: str
     allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
         ipaddress.IPv4Network("127.0.0.0/8"),
@@ -108,109 +103,21 @@ Listener = Annotated[
 ]
 
 
-class VerifierSettings(_Model):
+class VerifierSettings(Model):
     user: str = "root"
     threads: int = Field(default=0, ge=0, le=256)  # 0: one per CPU core
 
 
-def _absolute(path: str, base: Path) -> str:
-    return path if os.path.isabs(path) else str((base / path).resolve())
-
-
-class DriverSettings(_Model):
-    """Base of every passdb driver's settings: ``driver`` is the union's tag.
-
-    A driver adds its keys in a subclass, lists it in :data:`PassdbSettings` and its factory in
-    :mod:`saslauth.passdb.registry`.  ``resolve`` makes relative paths relative to the config
-    file; ``warnings`` lists problems ``check-config`` reports without failing.
-    """
-
-    driver: str
-    name: str | None = None
-
-    def resolve(self, base: Path) -> DriverSettings:
-        return self
-
-    def warnings(self) -> list[str]:
-        return []
-
-    @property
-    def label(self) -> str:
-        return self.name or self.driver
-
-
-class PasswdFileSettings(DriverSettings):
-    driver: Literal["passwd-file"]
-    path: str
-    default_scheme: str = "CRYPT"
-
-    def resolve(self, base: Path) -> PasswdFileSettings:
-        return self.model_copy(update={"path": _absolute(self.path, base)})
-
-    def warnings(self) -> list[str]:
-        if not os.access(self.path, os.R_OK):
-            return [f"passdb {self.path}: not readable by this user (the verifier reads it)"]
-        return []
-
-    @property
-    def label(self) -> str:
-        return self.name or f"passwd-file:{self.path}"
-
-
-class SystemAccountSettings(DriverSettings):
-    """Keys shared by ``shadow`` and ``pam`` (system accounts; see README "System accounts")."""
-
-    min_uid: int | None = Field(default=1000, ge=0)  # keeps root and daemons from relaying
-    max_uid: int | None = Field(default=None, ge=0)
-    allow_groups: tuple[str, ...] = ()
-    deny_groups: tuple[str, ...] = ()
-    strip_domain: bool = False  # user@any.domain -> user
-    allowed_domains: tuple[str, ...] = ()  # user@one.of.these -> user; other domains: unknown
-
-
-class ShadowSettings(SystemAccountSettings):
-    driver: Literal["shadow"]
-    shadow_file: str = "/etc/shadow"
-    passwd_file: str = "/etc/passwd"  # noqa: S105 - a path
-    group_file: str = "/etc/group"
-
-    def resolve(self, base: Path) -> ShadowSettings:
-        keys = ("shadow_file", "passwd_file", "group_file")
-        return self.model_copy(update={k: _absolute(getattr(self, k), base) for k in keys})
-
-    def warnings(self) -> list[str]:
-        if not os.access(self.shadow_file, os.R_OK):
-            return [
-                f"passdb shadow: {self.shadow_file} is not readable by this user (the verifier"
-                " reads it: run it as root or as a verifier.user in group shadow)"
-            ]
-        return []
-
-
-class PamSettings(SystemAccountSettings):
-    driver: Literal["pam"]
-    service: str = Field(default="smtp", pattern=r"^[A-Za-z0-9._-]+$")
-    threads: int = Field(default=8, ge=1, le=256)  # PAM calls block (about 2 s on a failure)
-    timeout: Duration = 8.0
-
-    def warnings(self) -> list[str]:
-        if not os.path.exists(f"/etc/pam.d/{self.service}"):
-            return [f"passdb pam: /etc/pam.d/{self.service} is missing (PAM uses 'other')"]
-        return []
-
-    @property
-    def label(self) -> str:
-        return self.name or f"pam:{self.service}"
-
-
-# One entry per driver; the tag is the ``driver`` key.
+# One entry per driver; the tag is the ``driver`` key.  A new driver: a settings module in
+# saslauth/settings/, a member here, a tag below and a line in saslauth/passdb/registry.py.
 PassdbSettings = Annotated[
-    PasswdFileSettings | ShadowSettings | PamSettings, Field(discriminator="driver")
+    PasswdFileSettings | ShadowSettings | PamSettings | ImapSettings,
+    Field(discriminator="driver"),
 ]
-_DRIVER_TAGS = frozenset({"passwd-file", "shadow", "pam"})
+_DRIVER_TAGS = frozenset({"passwd-file", "shadow", "pam", "imap"})
 
 
-class Config(_Model):
+class Config(Model):
     user: str = "saslauth"
     failure_delay: Duration = 2.0
     tempfail: Literal["fail", "disconnect"] = "fail"

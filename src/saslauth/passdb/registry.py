@@ -19,6 +19,7 @@ DRIVERS: dict[str, str] = {
     "passwd-file": "saslauth.passdb.passwd_file:PasswdFile",
     "shadow": "saslauth.passdb.shadow:Shadow",
     "pam": "saslauth.passdb.pam:Pam",
+    "imap": "saslauth.passdb.imap:Imap",
 }
 
 

@@ -1,0 +1,1 @@
+"""Configuration pieces: the shared base and one module per passdb driver's settings."""
