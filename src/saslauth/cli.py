@@ -47,7 +47,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     logs.setup(cfg.log_level, "saslauth")
     try:
-        return Master(cfg, Path(args.config).resolve().parent).run()
+        master = Master(cfg, Path(args.config).resolve().parent, lambda: load(args.config))
+        return master.run()
     except ConfigError as exc:
         print(f"{args.config}: " + exc.render(), file=sys.stderr)
         return 1

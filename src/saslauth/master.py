@@ -9,29 +9,37 @@ hands the front a socket to it over the control channel.  It never reads client 
 from __future__ import annotations
 
 import contextlib
-import grp
 import logging
 import os
 import pwd
 import select
 import signal
 import socket
-import stat
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from saslauth.config import Config, TcpListener, UnixListener
+from saslauth import reload, systemd
+from saslauth.config import Config
 from saslauth.errors import ConfigError
 from saslauth.front import ListenerInfo
+from saslauth.listeners import bind_all
 from saslauth.logs import set_process_name
 
 log = logging.getLogger("saslauth")
 
 BACKOFF_MIN, BACKOFF_MAX, STABLE_AFTER = 0.1, 5.0, 10.0
 STOP_DEADLINE = 15.0
+RELOAD_DEADLINE = 30.0  # a new verifier that is not READY by then is given up
+
+
+@dataclass(slots=True)
+class _Reload:
+    config: Config
+    verifier: int
+    deadline: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,71 +58,15 @@ def account(name: str, key: str, *, keep_groups: bool) -> Account:
     return Account(entry.pw_uid, entry.pw_gid, groups)
 
 
-def _unix_listener(item: UnixListener, base: Path) -> socket.socket:
-    path = (base / item.path) if not os.path.isabs(item.path) else Path(item.path)
-    if path.exists() or path.is_symlink():
-        if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise OSError(f"{path} exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()  # a stale socket from an earlier run
-        else:
-            raise OSError(f"{path}: another server is listening there")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old)
-    uid = pwd.getpwnam(item.user).pw_uid if item.user else -1
-    gid = grp.getgrnam(item.group).gr_gid if item.group else -1
-    if (uid, gid) != (-1, -1):
-        os.chown(path, uid, gid)
-    os.chmod(path, item.mode_bits)
-    sock.listen(1024)
-    return sock
-
-
-def _tcp_listener(item: TcpListener) -> socket.socket:
-    host, port = item.host_port
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    import ipaddress
-
-    if not ipaddress.ip_address(host).is_loopback:
-        log.warning(
-            "TCP listener %s is not on loopback: Postfix talks to it without TLS, so only "
-            "the allow list (%s) protects it",
-            item.address,
-            ", ".join(map(str, item.allow)),
-        )
-    return sock
-
-
-def bind_all(config: Config, base: Path) -> list[tuple[socket.socket, ListenerInfo]]:
-    bound = []
-    for item in config.listen:
-        if isinstance(item, UnixListener):
-            bound.append((_unix_listener(item, base), ListenerInfo(item.name or item.path, None)))
-        else:
-            info = ListenerInfo(item.name or item.address, item.allow)
-            bound.append((_tcp_listener(item), info))
-    return bound
-
-
 class Master:
     """A synchronous supervisor: no event loop, so forking the children is clean."""
 
-    def __init__(self, config: Config, base: Path) -> None:
+    def __init__(
+        self, config: Config, base: Path, loader: Callable[[], Config] | None = None
+    ) -> None:
         self.config = config
         self.base = base
+        self._loader = loader  # re-reads the configuration file on SIGHUP
         self.root = os.geteuid() == 0
         self.front: int | None = None
         self.verifier: int | None = None
@@ -124,6 +76,12 @@ class Master:
         self._restart_at: float | None = None
         self._stop_by: float | None = None
         self.exit_code = 0
+        self._reload: _Reload | None = None
+        self._reload_again = False
+        self._retired: set[int] = set()  # verifiers of earlier configurations, finishing up
+        self._inbox = b""
+        self._watchdog = systemd.watchdog_interval()
+        self._next_ping: float | None = None
 
     # ---- children -----------------------------------------------------------------------
     def _fork(
@@ -154,20 +112,21 @@ class Master:
             os._exit(code)
         raise AssertionError("unreachable")
 
-    def spawn_verifier(self) -> socket.socket:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    def _start_verifier(self, config: Config) -> tuple[int, socket.socket]:
         who = None
-        if self.root and self.config.verifier.user not in ("root", "0"):
-            who = account(self.config.verifier.user, "verifier.user", keep_groups=True)
+        if self.root and config.verifier.user not in ("root", "0"):
+            who = account(config.verifier.user, "verifier.user", keep_groups=True)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         from saslauth.verifier.child import run_verifier
 
-        config = self.config
-        self.verifier = self._fork(
-            "saslauth-verif", [theirs], who, lambda: run_verifier(theirs, config)
-        )
+        pid = self._fork("saslauth-verif", [theirs], who, lambda: run_verifier(theirs, config))
         theirs.close()
+        log.info("started verifier (pid %d)", pid)
+        return pid, ours
+
+    def spawn_verifier(self) -> socket.socket:
+        self.verifier, ours = self._start_verifier(self.config)
         self._verifier_started = time.monotonic()
-        log.info("started verifier (pid %d)", self.verifier)
         return ours
 
     def spawn_front(
@@ -209,7 +168,13 @@ class Master:
             if pid == 0:
                 return
             code = os.waitstatus_to_exitcode(status)
-            if pid == self.verifier:
+            if pid in self._retired:
+                self._retired.discard(pid)
+                log.info("verifier of the previous configuration exited (%s)", _status(code))
+            elif self._reload is not None and pid == self._reload.verifier:
+                why = f"the new verifier exited ({_status(code)})"
+                self._reload_done(ok=False, why=why, alive=False)
+            elif pid == self.verifier:
                 self.verifier = None
                 if self._stop_by is None:
                     if time.monotonic() - self._verifier_started > STABLE_AFTER:
@@ -230,12 +195,21 @@ class Master:
         self._restart_at = None
         if self._stop_by is not None or self.verifier is not None or self._control is None:
             return
+        if self._reload is not None:
+            return  # the reload's new verifier takes over, or _reload_done restarts this one
         sock = self.spawn_verifier()
-        try:
-            socket.send_fds(self._control, [b"VERIFIER\n"], [sock.fileno()])
-        except OSError as exc:
-            log.error("cannot hand the new verifier to the front: %s", exc)
+        self._send(b"VERIFIER\n", sock.fileno())
         sock.close()
+
+    def _send(self, message: bytes, *fds: int) -> bool:
+        if self._control is None:
+            return False
+        try:
+            socket.send_fds(self._control, [message], list(fds))
+        except OSError as exc:
+            log.error("cannot reach the front process: %s", exc)
+            return False
+        return True
 
     def _control_message(self) -> None:
         assert self._control is not None
@@ -249,22 +223,139 @@ class Master:
             self._control.close()
             self._control = None
             return
-        if b"RESTART" in data and self.verifier is not None:
+        *lines, self._inbox = (self._inbox + data).split(b"\n")
+        for line in lines:
+            word, _, arg = line.decode("ascii", "replace").partition(" ")
+            self._handle(word, arg)
+
+    def _handle(self, word: str, arg: str) -> None:
+        if word == "RESTART" and self.verifier is not None:
             log.warning("front reports a broken verifier; killing pid %d", self.verifier)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.verifier, signal.SIGKILL)
+        elif word == "READY":
+            count = len(self.config.listen)
+            systemd.notify("READY=1", f"STATUS=serving on {count} listener(s)")
+            if self._watchdog is not None:
+                self._next_ping = time.monotonic()
+        elif word == "PONG":
+            systemd.notify("WATCHDOG=1")
+        elif word in ("RELOADED", "RELOAD-FAILED") and arg == str(self._reload_pid()):
+            self._reload_done(ok=word == "RELOADED", why="the new verifier did not start")
+
+    def _reload_pid(self) -> int | None:
+        return self._reload.verifier if self._reload is not None else None
+
+    # ---- reload -------------------------------------------------------------------------
+    def reload(self) -> None:
+        """SIGHUP: re-read the file; a bad one changes nothing and the old one keeps serving."""
+        if self._reload is not None:
+            self._reload_again = True
+            return
+        if self._loader is None or self._stop_by is not None:
+            return
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        systemd.notify("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading")
+        log.info("SIGHUP: reloading the configuration")
+        try:
+            fresh = self._loader()
+            config, notes = reload.merge(self.config, fresh)
+            pid, sock = self._start_verifier(config)
+        except (ConfigError, OSError) as exc:
+            text = exc.render() if isinstance(exc, ConfigError) else str(exc)
+            for line in text.splitlines():
+                log.error("reload failed: %s", line)
+            self._reload_failed()
+            return
+        for note in notes:
+            log.warning("reload: %s", note)
+        self._reload = _Reload(config, pid, time.monotonic() + RELOAD_DEADLINE)
+        settings = reload.settings_fd(config)
+        try:
+            sent = self._send(b"RELOAD %d\n" % pid, settings, sock.fileno())
+        finally:
+            os.close(settings)
+            sock.close()
+        if not sent:
+            self._kill(pid, signal.SIGKILL)
+
+    def _reload_done(self, *, ok: bool, why: str, alive: bool = True) -> None:
+        assert self._reload is not None
+        pending, self._reload = self._reload, None
+        if ok:
+            if self.verifier is not None:
+                self._retired.add(self.verifier)
+            self.verifier = pending.verifier
+            self._verifier_started = time.monotonic()
+            self._backoff = BACKOFF_MIN
+            self._restart_at = None
+            self.config = pending.config
+            logging.getLogger().setLevel(pending.config.log_level.upper())
+            log.info("reloaded the configuration (verifier pid %d)", pending.verifier)
+            systemd.notify("READY=1", "STATUS=reloaded the configuration")
+        else:
+            if alive:
+                self._retired.add(pending.verifier)
+                self._kill(pending.verifier, signal.SIGKILL)
+            log.error("reload failed: %s", why)
+            self._reload_failed()
+            if self.verifier is None:
+                self._restart_at = time.monotonic()
+        if self._reload_again:
+            self._reload_again = False
+            self.reload()
+
+    def _reload_failed(self) -> None:
+        log.error("reload failed: still serving the previous configuration")
+        systemd.notify("READY=1", "STATUS=reload failed; serving the previous configuration")
+
+    # ---- lifetime -----------------------------------------------------------------------
+    def _kill(self, pid: int | None, signum: int) -> None:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def _verifiers(self) -> list[int]:
+        extra = [self._reload.verifier] if self._reload is not None else []
+        return [pid for pid in (self.verifier, *extra, *self._retired) if pid is not None]
 
     def shutdown(self) -> None:
         if self._stop_by is not None:
             return
         log.info("stopping")
+        systemd.notify("STOPPING=1", "STATUS=stopping: finishing requests in flight")
         self._stop_by = time.monotonic() + STOP_DEADLINE
-        if self.front is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.front, signal.SIGTERM)
+        self._kill(self.front, signal.SIGTERM)
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        moments = [now + 1.0]
+        deadline = self._reload.deadline if self._reload is not None else None
+        for moment in (self._restart_at, self._next_ping, deadline):
+            if moment is not None:
+                moments.append(moment)
+        return max(0.0, min(moments) - now)
+
+    def _timers(self) -> None:
+        now = time.monotonic()
+        if self._restart_at is not None and now >= self._restart_at:
+            self._restart_verifier()
+        if self._next_ping is not None and now >= self._next_ping and self._watchdog:
+            self._send(b"PING\n")
+            self._next_ping = now + self._watchdog
+        if self._reload is not None and now >= self._reload.deadline:
+            log.error("the new verifier is not ready after %.0fs", RELOAD_DEADLINE)
+            self._kill(self._reload.verifier, signal.SIGKILL)
+            self._reload.deadline = now + 5
+        if self._stop_by is not None and now > self._stop_by:
+            for pid in (self.front, *self._verifiers()):
+                if pid is not None:
+                    log.error("pid %d did not stop in time; killing it", pid)
+                    self._kill(pid, signal.SIGKILL)
+            self._stop_by = now + 5
 
     def run(self) -> int:
-        listeners = bind_all(self.config, self.base)
+        listeners = bind_all(self.config, self.base, systemd.listen_fds())
         if not self.root:
             log.warning(
                 "running as uid %d, not root: the front and the verifier both run as this "
@@ -282,16 +373,13 @@ class Master:
         self.spawn_front(listeners, verifier)
         assert self._control is not None
         self._control.setblocking(False)
-        while self.front is not None or self.verifier is not None:
-            if self._stop_by is not None and self.front is None and self.verifier is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.verifier, signal.SIGTERM)
-            timeout = 1.0
-            if self._restart_at is not None:
-                timeout = max(0.0, min(timeout, self._restart_at - time.monotonic()))
+        while self.front is not None or self._verifiers():
+            if self._stop_by is not None and self.front is None:
+                for pid in self._verifiers():
+                    self._kill(pid, signal.SIGTERM)
             watch = [wake_r] + ([self._control] if self._control is not None else [])
             with contextlib.suppress(InterruptedError):
-                select.select(watch, [], [], timeout)
+                select.select(watch, [], [], self._timeout())
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_r, 512)
             while signals:
@@ -299,19 +387,11 @@ class Master:
                 if received in (signal.SIGTERM, signal.SIGINT):
                     self.shutdown()
                 elif received == signal.SIGHUP:
-                    log.info("SIGHUP: reload is not supported yet")
+                    self.reload()
             self._reap()
             if self._control is not None:
                 self._control_message()
-            if self._restart_at is not None and time.monotonic() >= self._restart_at:
-                self._restart_verifier()
-            if self._stop_by is not None and time.monotonic() > self._stop_by:
-                for pid in (self.front, self.verifier):
-                    if pid is not None:
-                        log.error("pid %d did not stop in time; killing it", pid)
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, signal.SIGKILL)
-                self._stop_by = time.monotonic() + 5
+            self._timers()
         log.info("stopped")
         return self.exit_code
 
