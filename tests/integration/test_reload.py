@@ -115,11 +115,11 @@ def test_ten_reloads_under_load_lose_nothing(daemon: Saslauth) -> None:
             reloaded += 1
             count = reloaded
             wait_until(
-                lambda: daemon.log_text().count("reloaded the configuration") == count, 15,
+                lambda n=count: daemon.log_text().count("reloaded the configuration") == n, 15,
                 what=f"reload {count}",
             )  # fmt: skip
             before = sum(load.ok)
-            wait_until(lambda: sum(load.ok) > before + 50, 10, what="logins after the reload")
+            wait_until(lambda n=before: sum(load.ok) > n + 50, 10, what="logins after the reload")
         time.sleep(0.5)
     assert load.errors == []
     sent, ok = sum(load.sent), sum(load.ok)
