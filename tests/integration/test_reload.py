@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,14 @@ class Load:
             thread.join(30)
 
 
+def _reloads_reach(daemon: Saslauth, count: int) -> bool:
+    return daemon.log_text().count("reloaded the configuration") == count
+
+
+def _more_than(load: Load, count: int) -> bool:
+    return sum(load.ok) > count
+
+
 def test_ten_reloads_under_load_lose_nothing(daemon: Saslauth) -> None:
     config = daemon.config
     good = config.read_text()
@@ -113,13 +122,8 @@ def test_ten_reloads_under_load_lose_nothing(daemon: Saslauth) -> None:
             config.write_text(config_text(daemon.socket, passwd))
             daemon.proc.send_signal(signal.SIGHUP)
             reloaded += 1
-            count = reloaded
-            wait_until(
-                lambda n=count: daemon.log_text().count("reloaded the configuration") == n, 15,
-                what=f"reload {count}",
-            )  # fmt: skip
-            before = sum(load.ok)
-            wait_until(lambda n=before: sum(load.ok) > n + 50, 10, what="logins after the reload")
+            wait_until(partial(_reloads_reach, daemon, reloaded), 15, what=f"reload {reloaded}")
+            wait_until(partial(_more_than, load, sum(load.ok) + 50), 10, what="logins after it")
         time.sleep(0.5)
     assert load.errors == []
     sent, ok = sum(load.sent), sum(load.ok)
