@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     hashing.add_argument("-u", "--user", help="user name (for DIGEST-MD5)")
     hashing.add_argument("-r", "--rounds", type=int)
     hashing.set_defaults(func=cmd_hash)
+    from saslauth import doctor
+
+    doctor.add_parser(sub)
     return parser
 
 
