@@ -4,6 +4,13 @@ As root it binds the listeners (so the UNIX socket can be owned by ``postfix``),
 verifier child as ``verifier.user`` and the front process as ``user`` with no supplementary
 groups, then only supervises: when the verifier dies it starts a new one (with back-off) and
 hands the front a socket to it over the control channel.  It never reads client data.
+
+Under systemd it takes the listeners systemd passed (:mod:`saslauth.listeners`), reports to
+the service manager (``READY=1`` once the front serves, ``RELOADING=1``, ``STOPPING=1``,
+``WATCHDOG=1`` while the front answers ``PING``) and reloads on SIGHUP
+(:mod:`saslauth.reloading`).  Control messages are lines: master -> front ``VERIFIER`` (+1 fd),
+``RELOAD <pid>`` (+2 fds), ``PING``; front -> master ``READY``, ``RESTART``, ``PONG``,
+``RELOADED <pid>``, ``RELOAD-FAILED <pid>``.
 """
 
 from __future__ import annotations
@@ -11,54 +18,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pwd
 import select
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from saslauth import reload, systemd
+from saslauth import systemd
 from saslauth.config import Config
-from saslauth.errors import ConfigError
 from saslauth.front import ListenerInfo
 from saslauth.listeners import bind_all
-from saslauth.logs import set_process_name
+from saslauth.processes import account, fork_child, status_text
+from saslauth.reloading import BACKOFF_MIN, RELOAD_DEADLINE, PendingReload, ReloadMixin
 
 log = logging.getLogger("saslauth")
 
-BACKOFF_MIN, BACKOFF_MAX, STABLE_AFTER = 0.1, 5.0, 10.0
+BACKOFF_MAX, STABLE_AFTER = 5.0, 10.0
 STOP_DEADLINE = 15.0
-RELOAD_DEADLINE = 30.0  # a new verifier that is not READY by then is given up
 
 
-@dataclass(slots=True)
-class _Reload:
-    config: Config
-    verifier: int
-    deadline: float
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
-
-
-def account(name: str, key: str, *, keep_groups: bool) -> Account:
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        raise ConfigError([("config", 1, key, f"no such user {name!r}")]) from None
-    groups = tuple(os.getgrouplist(name, entry.pw_gid)) if keep_groups else ()
-    return Account(entry.pw_uid, entry.pw_gid, groups)
-
-
-class Master:
+class Master(ReloadMixin):
     """A synchronous supervisor: no event loop, so forking the children is clean."""
 
     def __init__(
@@ -76,7 +56,7 @@ class Master:
         self._restart_at: float | None = None
         self._stop_by: float | None = None
         self.exit_code = 0
-        self._reload: _Reload | None = None
+        self._reload: PendingReload | None = None
         self._reload_again = False
         self._retired: set[int] = set()  # verifiers of earlier configurations, finishing up
         self._inbox = b""
@@ -84,34 +64,6 @@ class Master:
         self._next_ping: float | None = None
 
     # ---- children -----------------------------------------------------------------------
-    def _fork(
-        self, name: str, keep: list[socket.socket], who: Account | None, body: Callable[[], int]
-    ) -> int:
-        pid = os.fork()
-        if pid:
-            return pid
-        code = 70
-        try:
-            for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(signum, signal.SIG_DFL)
-            signal.set_wakeup_fd(-1)
-            keep_fds = {s.fileno() for s in keep} | {0, 1, 2}
-            _close_except(keep_fds)
-            set_process_name(name)
-            if who is not None:
-                drop_privileges(who)
-            code = body()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-            if not isinstance(exc.code, int | None):
-                print(exc.code, file=sys.stderr)
-        except BaseException:
-            log.exception("%s crashed", name)
-        finally:
-            logging.shutdown()
-            os._exit(code)
-        raise AssertionError("unreachable")
-
     def _start_verifier(self, config: Config) -> tuple[int, socket.socket]:
         who = None
         if self.root and config.verifier.user not in ("root", "0"):
@@ -119,7 +71,7 @@ class Master:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         from saslauth.verifier.child import run_verifier
 
-        pid = self._fork("saslauth-verif", [theirs], who, lambda: run_verifier(theirs, config))
+        pid = fork_child("saslauth-verif", [theirs], who, lambda: run_verifier(theirs, config))
         theirs.close()
         log.info("started verifier (pid %d)", pid)
         return pid, ours
@@ -140,7 +92,7 @@ class Master:
         config = self.config
         socks = [sock for sock, _ in listeners]
         infos = [info for _, info in listeners]
-        self.front = self._fork(
+        self.front = fork_child(
             "saslauth-front",
             [*socks, verifier, theirs],
             who,
@@ -170,9 +122,9 @@ class Master:
             code = os.waitstatus_to_exitcode(status)
             if pid in self._retired:
                 self._retired.discard(pid)
-                log.info("verifier of the previous configuration exited (%s)", _status(code))
+                log.info("verifier of the previous configuration exited (%s)", status_text(code))
             elif self._reload is not None and pid == self._reload.verifier:
-                why = f"the new verifier exited ({_status(code)})"
+                why = f"the new verifier exited ({status_text(code)})"
                 self._reload_done(ok=False, why=why, alive=False)
             elif pid == self.verifier:
                 self.verifier = None
@@ -180,14 +132,15 @@ class Master:
                     if time.monotonic() - self._verifier_started > STABLE_AFTER:
                         self._backoff = BACKOFF_MIN
                     log.error(
-                        "verifier exited (%s); restarting in %.1fs", _status(code), self._backoff
-                    )
+                        "verifier exited (%s); restarting in %.1fs",
+                        status_text(code), self._backoff,
+                    )  # fmt: skip
                     self._restart_at = time.monotonic() + self._backoff
                     self._backoff = min(self._backoff * 2, BACKOFF_MAX)
             elif pid == self.front:
                 self.front = None
                 if self._stop_by is None:
-                    log.error("front process exited (%s); stopping", _status(code))
+                    log.error("front process exited (%s); stopping", status_text(code))
                     self.exit_code = 1
                     self.shutdown()
 
@@ -242,72 +195,6 @@ class Master:
             systemd.notify("WATCHDOG=1")
         elif word in ("RELOADED", "RELOAD-FAILED") and arg == str(self._reload_pid()):
             self._reload_done(ok=word == "RELOADED", why="the new verifier did not start")
-
-    def _reload_pid(self) -> int | None:
-        return self._reload.verifier if self._reload is not None else None
-
-    # ---- reload -------------------------------------------------------------------------
-    def reload(self) -> None:
-        """SIGHUP: re-read the file; a bad one changes nothing and the old one keeps serving."""
-        if self._reload is not None:
-            self._reload_again = True
-            return
-        if self._loader is None or self._stop_by is not None:
-            return
-        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-        systemd.notify("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading")
-        log.info("SIGHUP: reloading the configuration")
-        try:
-            fresh = self._loader()
-            config, notes = reload.merge(self.config, fresh)
-            pid, sock = self._start_verifier(config)
-        except (ConfigError, OSError) as exc:
-            text = exc.render() if isinstance(exc, ConfigError) else str(exc)
-            for line in text.splitlines():
-                log.error("reload failed: %s", line)
-            self._reload_failed()
-            return
-        for note in notes:
-            log.warning("reload: %s", note)
-        self._reload = _Reload(config, pid, time.monotonic() + RELOAD_DEADLINE)
-        settings = reload.settings_fd(config)
-        try:
-            sent = self._send(b"RELOAD %d\n" % pid, settings, sock.fileno())
-        finally:
-            os.close(settings)
-            sock.close()
-        if not sent:
-            self._kill(pid, signal.SIGKILL)
-
-    def _reload_done(self, *, ok: bool, why: str, alive: bool = True) -> None:
-        assert self._reload is not None
-        pending, self._reload = self._reload, None
-        if ok:
-            if self.verifier is not None:
-                self._retired.add(self.verifier)
-            self.verifier = pending.verifier
-            self._verifier_started = time.monotonic()
-            self._backoff = BACKOFF_MIN
-            self._restart_at = None
-            self.config = pending.config
-            logging.getLogger().setLevel(pending.config.log_level.upper())
-            log.info("reloaded the configuration (verifier pid %d)", pending.verifier)
-            systemd.notify("READY=1", "STATUS=reloaded the configuration")
-        else:
-            if alive:
-                self._retired.add(pending.verifier)
-                self._kill(pending.verifier, signal.SIGKILL)
-            log.error("reload failed: %s", why)
-            self._reload_failed()
-            if self.verifier is None:
-                self._restart_at = time.monotonic()
-        if self._reload_again:
-            self._reload_again = False
-            self.reload()
-
-    def _reload_failed(self) -> None:
-        log.error("reload failed: still serving the previous configuration")
-        systemd.notify("READY=1", "STATUS=reload failed; serving the previous configuration")
 
     # ---- lifetime -----------------------------------------------------------------------
     def _kill(self, pid: int | None, signum: int) -> None:
@@ -396,19 +283,4 @@ class Master:
         return self.exit_code
 
 
-def drop_privileges(who: Account) -> None:
-    """setgroups, setgid, setuid — in that order, or the later calls would be refused."""
-    os.setgroups(list(who.groups))
-    os.setgid(who.gid)
-    os.setuid(who.uid)
 
-
-def _close_except(keep: set[int]) -> None:
-    for fd in sorted(int(name) for name in os.listdir("/proc/self/fd")):
-        if fd not in keep:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-def _status(code: int) -> str:
-    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
