@@ -34,7 +34,8 @@ class FrontSettings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"]
 
     def apply(self, config: Config) -> Config:
-        return config.model_copy(update={key: getattr(self, key) for key in type(self).model_fields})
+        keys = type(self).model_fields
+        return config.model_copy(update={key: getattr(self, key) for key in keys})
 
 
 def merge(old: Config, new: Config) -> tuple[Config, list[str]]:

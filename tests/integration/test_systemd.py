@@ -241,6 +241,12 @@ def test_notify_ready_reloading_stopping_watchdog(work: Path) -> None:
             reloading = receiver.wait_for("RELOADING")
             assert reloading["MONOTONIC_USEC"].isdigit()
             assert "reloaded" in receiver.wait_for("READY")["STATUS"]
+            config.write_text(config.read_text() + "bogus_key: 1\n")
+            proc.send_signal(signal.SIGHUP)
+            receiver.wait_for("RELOADING")
+            assert "reload failed" in receiver.wait_for("READY")["STATUS"]
+            assert f"reload failed: {config}:10: bogus_key" in log.read_text()
+            assert login_ok(path)  # still serving the previous configuration
             proc.send_signal(signal.SIGTERM)
             receiver.wait_for("STOPPING")
             assert proc.wait(20) == 0
