@@ -179,6 +179,8 @@ def test_restarts_never_leave_the_path_without_a_listener(work: Path) -> None:
     refused: list[str] = []  # connect() failed: the path had no listener (must never happen)
     dropped: list[str] = []  # accepted by a daemon that was then killed (a crash's victims)
     greeted = 0
+    served: list[tuple[float, float]] = []  # when each greeted probe connected, was greeted
+    windows: list[tuple[float, float]] = []  # when no daemon ran
     done = threading.Event()
 
     def probe() -> None:
@@ -186,12 +188,14 @@ def test_restarts_never_leave_the_path_without_a_listener(work: Path) -> None:
         while not done.is_set():
             try:
                 client = AuthClient.connect(str(path), timeout=20)
+                when = time.monotonic()
             except OSError as exc:
                 refused.append(repr(exc))
                 continue
             try:
                 client.read_greeting(timeout=20)
                 greeted += 1
+                served.append((when, time.monotonic()))
             except (OSError, ConnectionClosed) as exc:
                 dropped.append(repr(exc))
             finally:
@@ -205,15 +209,20 @@ def test_restarts_never_leave_the_path_without_a_listener(work: Path) -> None:
         assert login_ok(path, timeout=15)
         prober.start()
         for run in range(kills):
+            start = time.monotonic()
             kill_tree(proc.pid)  # a crash: master and children die at once
             proc.wait(10)
+            time.sleep(0.3)  # nothing runs: connections wait in the socket's backlog
             assert path.exists()
+            windows.append((start, time.monotonic()))
             proc = launch_with_socket(held, config, log)
             wait_until(partial(_started, log, run + 2), 15, what="the restarted daemon")
             assert login_ok(path, timeout=15)
         done.set()
         prober.join(30)
-        assert refused == [] and greeted > 10, (refused, greeted)
+        assert refused == [] and greeted > kills, (refused, greeted)
+        for start, end in windows:  # someone connected while no daemon ran, served by the next
+            assert any(start <= c <= end <= g for c, g in served), (windows, served)
         assert len(dropped) <= kills, dropped
     finally:
         done.set()
