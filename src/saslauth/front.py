@@ -120,9 +120,10 @@ class Front:
     async def _reload(self, pid: bytes, settings_fd: int, sock: socket.socket) -> None:
         """Take over a new verifier, then greet new connections with the new settings."""
         try:
-            settings = reload.read_settings(settings_fd)
-        except (OSError, ValueError) as exc:
-            log.error("reload: unreadable settings from the master: %s", exc)
+            config = reload.read_settings(settings_fd).apply(self.config)
+            settings = session_settings(config)  # before the hand-over: it may fail
+        except Exception as exc:  # whatever it is, the running configuration stays
+            log.error("reload: cannot apply the new settings: %s", exc)
             sock.close()
             self._tell(b"RELOAD-FAILED " + pid)
             return
@@ -134,9 +135,8 @@ class Front:
         if not took_over:
             self._tell(b"RELOAD-FAILED " + pid)
             return
-        self.config = settings.apply(self.config)
-        self.settings = session_settings(self.config)
-        logging.getLogger().setLevel(self.config.log_level.upper())
+        self.config, self.settings = config, settings
+        logging.getLogger().setLevel(config.log_level.upper())
         self._tell(b"RELOADED " + pid)
 
     async def run(
