@@ -99,12 +99,22 @@ def _greeting(sock: socket.socket) -> list[list[bytes]]:
     return [line.split(b"\t") for line in buffer.split(b"\n") if line]
 
 
-def _handshake(report: Report, where: str, target: str | tuple[str, int]) -> None:
-    family = socket.AF_UNIX if isinstance(target, str) else socket.AF_INET
+def _open(target: str | tuple[str, int]) -> socket.socket:
+    if isinstance(target, tuple):
+        return socket.create_connection(target, timeout=5)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
     try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(5)
-            sock.connect(target)
+        sock.connect(target)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _handshake(report: Report, where: str, target: str | tuple[str, int]) -> None:
+    try:
+        with _open(target) as sock:
             sock.sendall(b"VERSION\t1\t2\nCPID\t%d\n" % os.getpid())
             lines = _greeting(sock)
     except (OSError, ConnectionError) as exc:
