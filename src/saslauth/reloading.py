@@ -72,11 +72,14 @@ class ReloadMixin:
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         systemd.notify("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading")
         log.info("SIGHUP: reloading the configuration")
+        settings = -1
         try:
-            fresh = self._loader()
-            config, notes = reload.merge(self.config, fresh)
+            config, notes = reload.merge(self.config, self._loader())
+            settings = reload.settings_fd(config)
             pid, sock = self._start_verifier(config)
         except (ConfigError, OSError) as exc:
+            if settings >= 0:
+                os.close(settings)
             text = exc.render() if isinstance(exc, ConfigError) else str(exc)
             for line in text.splitlines():
                 log.error("reload failed: %s", line)
@@ -85,7 +88,6 @@ class ReloadMixin:
         for note in notes:
             log.warning("reload: %s", note)
         self._reload = PendingReload(config, pid, time.monotonic() + RELOAD_DEADLINE)
-        settings = reload.settings_fd(config)
         try:
             sent = self._send(b"RELOAD %d\n" % pid, settings, sock.fileno())
         finally:
