@@ -47,7 +47,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     logs.setup(cfg.log_level, "saslauth")
     try:
-        return Master(cfg, Path(args.config).resolve().parent).run()
+        master = Master(cfg, Path(args.config).resolve().parent, lambda: load(args.config))
+        return master.run()
     except ConfigError as exc:
         print(f"{args.config}: " + exc.render(), file=sys.stderr)
         return 1
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     hashing.add_argument("-u", "--user", help="user name (for DIGEST-MD5)")
     hashing.add_argument("-r", "--rounds", type=int)
     hashing.set_defaults(func=cmd_hash)
+    from saslauth import doctor
+
+    doctor.add_parser(sub)
     return parser
 
 

@@ -16,11 +16,12 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from saslauth import logs
+from saslauth import logs, reload
 from saslauth.config import Config
 from saslauth.session import Session, SessionSettings
 from saslauth.usernames import UsernamePolicy
@@ -32,6 +33,7 @@ log = logging.getLogger("saslauth.front")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DRAIN_DEADLINE = 10.0
+RELOAD_WAIT = 30.0  # how long a reload waits for the new verifier to say READY
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +55,10 @@ def _allowed(peer: Any, allow: tuple[Network, ...]) -> bool:
 
 
 class Front:
-    def __init__(self, settings: SessionSettings) -> None:
-        self.settings = settings
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.settings = session_settings(config)
+        self._jobs: set[asyncio.Future[object]] = set()
         self.verifier = VerifierClient(on_broken=self._verifier_broken)
         self.sessions: set[Session] = set()
         self._cuid = 0
@@ -92,13 +96,50 @@ class Front:
             asyncio.get_running_loop().remove_reader(self._control.fileno())
             self.stop.set()
             return
+        for line in message.splitlines():  # VERIFIER (1 fd), RELOAD <pid> (2 fds), PING
+            word, _, arg = line.partition(b" ")
+            if word == b"VERIFIER" and fds:
+                self._spawn(self.verifier.attach(socket.socket(fileno=fds.pop(0))))
+            elif word == b"RELOAD" and len(fds) >= 2:
+                settings, sock = fds.pop(0), socket.socket(fileno=fds.pop(0))
+                self._spawn(self._reload(arg, settings, sock))
+            elif word == b"PING":
+                self._tell(b"PONG")
         for fd in fds:
-            sock = socket.socket(fileno=fd)
-            asyncio.get_running_loop().call_soon(self._attach, sock)
+            os.close(fd)
 
-    def _attach(self, sock: socket.socket) -> None:
-        task = asyncio.ensure_future(self.verifier.attach(sock))
+    def _tell(self, message: bytes) -> None:
+        if self._control is not None:
+            with contextlib.suppress(OSError):
+                self._control.send(message + b"\n")
+
+    def _spawn(self, job: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.ensure_future(job)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
         task.add_done_callback(_log_failure)
+
+    async def _reload(self, pid: bytes, settings_fd: int, sock: socket.socket) -> None:
+        """Take over a new verifier, then greet new connections with the new settings."""
+        try:
+            config = reload.read_settings(settings_fd).apply(self.config)
+            settings = session_settings(config)  # before the hand-over: it may fail
+        except Exception as exc:  # whatever it is, the running configuration stays
+            log.error("reload: cannot apply the new settings: %s", exc)
+            sock.close()
+            self._tell(b"RELOAD-FAILED " + pid)
+            return
+        try:
+            async with asyncio.timeout(RELOAD_WAIT):
+                took_over = await self.verifier.replace(sock)
+        except TimeoutError:
+            took_over = False
+        if not took_over:
+            self._tell(b"RELOAD-FAILED " + pid)
+            return
+        self.config, self.settings = config, settings
+        logging.getLogger().setLevel(config.log_level.upper())
+        self._tell(b"RELOADED " + pid)
 
     async def run(
         self,
@@ -124,6 +165,7 @@ class Front:
             loop.add_signal_handler(signum, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the master handles reloads
         log.info("front ready (pid %d, uid %d, gid %d)", os.getpid(), os.getuid(), os.getgid())
+        self._tell(b"READY")
         await self.stop.wait()
         log.info("stopping: no new connections; finishing requests in flight")
         for server in servers:
@@ -144,9 +186,9 @@ class Front:
             log.warning("requests still in flight after %.0fs; closing anyway", DRAIN_DEADLINE)
 
 
-def _log_failure(task: asyncio.Future[None]) -> None:
+def _log_failure(task: asyncio.Future[object]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("cannot attach the new verifier: %s", task.exception())
+        log.error("control request failed: %s", task.exception())
 
 
 class _ListenerSession(Session):
@@ -232,6 +274,6 @@ def run_front(
     logs.setup(config.log_level, "front")
     if unprivileged:
         check_unprivileged()
-    front = Front(session_settings(config))
+    front = Front(config)
     asyncio.run(front.run(listeners, verifier, control))
     return 0

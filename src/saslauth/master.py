@@ -4,118 +4,50 @@ As root it binds the listeners (so the UNIX socket can be owned by ``postfix``),
 verifier child as ``verifier.user`` and the front process as ``user`` with no supplementary
 groups, then only supervises: when the verifier dies it starts a new one (with back-off) and
 hands the front a socket to it over the control channel.  It never reads client data.
+
+Under systemd it takes the listeners systemd passed (:mod:`saslauth.listeners`), reports to
+the service manager (``READY=1`` once the front serves, ``RELOADING=1``, ``STOPPING=1``,
+``WATCHDOG=1`` while the front answers ``PING``) and reloads on SIGHUP
+(:mod:`saslauth.reloading`).  Control messages are lines: master -> front ``VERIFIER`` (+1 fd),
+``RELOAD <pid>`` (+2 fds), ``PING``; front -> master ``READY``, ``RESTART``, ``PONG``,
+``RELOADED <pid>``, ``RELOAD-FAILED <pid>``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import grp
 import logging
 import os
-import pwd
 import select
 import signal
 import socket
-import stat
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from saslauth.config import Config, TcpListener, UnixListener
-from saslauth.errors import ConfigError
+from saslauth import systemd
+from saslauth.config import Config
 from saslauth.front import ListenerInfo
 from saslauth.hardening import no_core_dumps
-from saslauth.logs import set_process_name
+from saslauth.listeners import bind_all
+from saslauth.processes import account, fork_child, status_text
+from saslauth.reloading import BACKOFF_MIN, RELOAD_DEADLINE, PendingReload, ReloadMixin
 
 log = logging.getLogger("saslauth")
 
-BACKOFF_MIN, BACKOFF_MAX, STABLE_AFTER = 0.1, 5.0, 10.0
+BACKOFF_MAX, STABLE_AFTER = 5.0, 10.0
 STOP_DEADLINE = 15.0
 
 
-@dataclass(frozen=True, slots=True)
-class Account:
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
-
-
-def account(name: str, key: str, *, keep_groups: bool) -> Account:
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        raise ConfigError([("config", 1, key, f"no such user {name!r}")]) from None
-    groups = tuple(os.getgrouplist(name, entry.pw_gid)) if keep_groups else ()
-    return Account(entry.pw_uid, entry.pw_gid, groups)
-
-
-def _unix_listener(item: UnixListener, base: Path) -> socket.socket:
-    path = (base / item.path) if not os.path.isabs(item.path) else Path(item.path)
-    if path.exists() or path.is_symlink():
-        if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise OSError(f"{path} exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()  # a stale socket from an earlier run
-        else:
-            raise OSError(f"{path}: another server is listening there")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old)
-    uid = pwd.getpwnam(item.user).pw_uid if item.user else -1
-    gid = grp.getgrnam(item.group).gr_gid if item.group else -1
-    if (uid, gid) != (-1, -1):
-        os.chown(path, uid, gid)
-    os.chmod(path, item.mode_bits)
-    sock.listen(1024)
-    return sock
-
-
-def _tcp_listener(item: TcpListener) -> socket.socket:
-    host, port = item.host_port
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    import ipaddress
-
-    if not ipaddress.ip_address(host).is_loopback:
-        log.warning(
-            "TCP listener %s is not on loopback: Postfix talks to it without TLS, so only "
-            "the allow list (%s) protects it",
-            item.address,
-            ", ".join(map(str, item.allow)),
-        )
-    return sock
-
-
-def bind_all(config: Config, base: Path) -> list[tuple[socket.socket, ListenerInfo]]:
-    bound = []
-    for item in config.listen:
-        if isinstance(item, UnixListener):
-            bound.append((_unix_listener(item, base), ListenerInfo(item.name or item.path, None)))
-        else:
-            info = ListenerInfo(item.name or item.address, item.allow)
-            bound.append((_tcp_listener(item), info))
-    return bound
-
-
-class Master:
+class Master(ReloadMixin):
     """A synchronous supervisor: no event loop, so forking the children is clean."""
 
-    def __init__(self, config: Config, base: Path) -> None:
+    def __init__(
+        self, config: Config, base: Path, loader: Callable[[], Config] | None = None
+    ) -> None:
         self.config = config
         self.base = base
+        self._loader = loader  # re-reads the configuration file on SIGHUP
         self.root = os.geteuid() == 0
         self.front: int | None = None
         self.verifier: int | None = None
@@ -125,54 +57,32 @@ class Master:
         self._restart_at: float | None = None
         self._stop_by: float | None = None
         self.exit_code = 0
+        self._reload: PendingReload | None = None
+        self._reload_again = False
+        self._retired: set[int] = set()  # verifiers of earlier configurations, finishing up
+        self._inbox = b""
+        self._watchdog = systemd.watchdog_interval()
+        self._next_ping: float | None = None
 
     # ---- children -----------------------------------------------------------------------
-    def _fork(
-        self, name: str, keep: list[socket.socket], who: Account | None, body: Callable[[], int]
-    ) -> int:
-        pid = os.fork()
-        if pid:
-            return pid
-        code = 70
-        try:
-            for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(signum, signal.SIG_DFL)
-            signal.set_wakeup_fd(-1)
-            keep_fds = {s.fileno() for s in keep} | {0, 1, 2}
-            _close_except(keep_fds)
-            set_process_name(name)
-            if who is not None:
-                drop_privileges(who)
-            no_core_dumps()  # after the drop: a credential change resets the dumpable flag
-            code = body()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-            if not isinstance(exc.code, int | None):
-                print(exc.code, file=sys.stderr)
-        except BaseException:
-            log.exception("%s crashed", name)
-        finally:
-            logging.shutdown()
-            os._exit(code)
-        raise AssertionError("unreachable")
-
-    def spawn_verifier(self) -> socket.socket:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    def _start_verifier(self, config: Config) -> tuple[int, socket.socket]:
         who = None
-        if self.root and self.config.verifier.user not in ("root", "0"):
-            who = account(self.config.verifier.user, "verifier.user", keep_groups=True)
+        if self.root and config.verifier.user not in ("root", "0"):
+            who = account(config.verifier.user, "verifier.user", keep_groups=True)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         from saslauth.passdb.registry import preload
         from saslauth.verifier.child import run_verifier
 
-        preload(self.config.passdb)  # before the privilege drop: later imports may be refused
+        preload(config.passdb)  # before the privilege drop: later imports may be refused
 
-        config = self.config
-        self.verifier = self._fork(
-            "saslauth-verif", [theirs], who, lambda: run_verifier(theirs, config)
-        )
+        pid = fork_child("saslauth-verif", [theirs], who, lambda: run_verifier(theirs, config))
         theirs.close()
+        log.info("started verifier (pid %d)", pid)
+        return pid, ours
+
+    def spawn_verifier(self) -> socket.socket:
+        self.verifier, ours = self._start_verifier(self.config)
         self._verifier_started = time.monotonic()
-        log.info("started verifier (pid %d)", self.verifier)
         return ours
 
     def spawn_front(
@@ -188,7 +98,7 @@ class Master:
         config = self.config
         socks = [sock for sock, _ in listeners]
         infos = [info for _, info in listeners]
-        self.front = self._fork(
+        self.front = fork_child(
             "saslauth-front",
             [*socks, verifier, theirs],
             who,
@@ -216,20 +126,27 @@ class Master:
             if pid == 0:
                 return
             code = os.waitstatus_to_exitcode(status)
-            if pid == self.verifier:
+            if pid in self._retired:
+                self._retired.discard(pid)
+                log.info("verifier of the previous configuration exited (%s)", status_text(code))
+            elif self._reload is not None and pid == self._reload.verifier:
+                why = f"the new verifier exited ({status_text(code)})"
+                self._reload_done(ok=False, why=why, alive=False)
+            elif pid == self.verifier:
                 self.verifier = None
                 if self._stop_by is None:
                     if time.monotonic() - self._verifier_started > STABLE_AFTER:
                         self._backoff = BACKOFF_MIN
                     log.error(
-                        "verifier exited (%s); restarting in %.1fs", _status(code), self._backoff
-                    )
+                        "verifier exited (%s); restarting in %.1fs",
+                        status_text(code), self._backoff,
+                    )  # fmt: skip
                     self._restart_at = time.monotonic() + self._backoff
                     self._backoff = min(self._backoff * 2, BACKOFF_MAX)
             elif pid == self.front:
                 self.front = None
                 if self._stop_by is None:
-                    log.error("front process exited (%s); stopping", _status(code))
+                    log.error("front process exited (%s); stopping", status_text(code))
                     self.exit_code = 1
                     self.shutdown()
 
@@ -237,12 +154,21 @@ class Master:
         self._restart_at = None
         if self._stop_by is not None or self.verifier is not None or self._control is None:
             return
+        if self._reload is not None:
+            return  # the reload's new verifier takes over, or _reload_done restarts this one
         sock = self.spawn_verifier()
-        try:
-            socket.send_fds(self._control, [b"VERIFIER\n"], [sock.fileno()])
-        except OSError as exc:
-            log.error("cannot hand the new verifier to the front: %s", exc)
+        self._send(b"VERIFIER\n", sock.fileno())
         sock.close()
+
+    def _send(self, message: bytes, *fds: int) -> bool:
+        if self._control is None:
+            return False
+        try:
+            socket.send_fds(self._control, [message], list(fds))
+        except OSError as exc:
+            log.error("cannot reach the front process: %s", exc)
+            return False
+        return True
 
     def _control_message(self) -> None:
         assert self._control is not None
@@ -256,23 +182,74 @@ class Master:
             self._control.close()
             self._control = None
             return
-        if b"RESTART" in data and self.verifier is not None:
+        *lines, self._inbox = (self._inbox + data).split(b"\n")
+        for line in lines:
+            word, _, arg = line.decode("ascii", "replace").partition(" ")
+            self._handle(word, arg)
+
+    def _handle(self, word: str, arg: str) -> None:
+        if word == "RESTART" and self.verifier is not None:
             log.warning("front reports a broken verifier; killing pid %d", self.verifier)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.verifier, signal.SIGKILL)
+        elif word == "READY":
+            count = len(self.config.listen)
+            systemd.notify("READY=1", f"STATUS=serving on {count} listener(s)")
+            if self._watchdog is not None:
+                self._next_ping = time.monotonic()
+        elif word == "PONG":
+            systemd.notify("WATCHDOG=1")
+        elif word in ("RELOADED", "RELOAD-FAILED") and arg == str(self._reload_pid()):
+            self._reload_done(ok=word == "RELOADED", why="the new verifier did not start")
+
+    # ---- lifetime -----------------------------------------------------------------------
+    def _kill(self, pid: int | None, signum: int) -> None:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def _verifiers(self) -> list[int]:
+        extra = [self._reload.verifier] if self._reload is not None else []
+        return [pid for pid in (self.verifier, *extra, *self._retired) if pid is not None]
 
     def shutdown(self) -> None:
         if self._stop_by is not None:
             return
         log.info("stopping")
+        systemd.notify("STOPPING=1", "STATUS=stopping: finishing requests in flight")
         self._stop_by = time.monotonic() + STOP_DEADLINE
-        if self.front is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.front, signal.SIGTERM)
+        self._kill(self.front, signal.SIGTERM)
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        moments = [now + 1.0]
+        deadline = self._reload.deadline if self._reload is not None else None
+        for moment in (self._restart_at, self._next_ping, deadline):
+            if moment is not None:
+                moments.append(moment)
+        return max(0.0, min(moments) - now)
+
+    def _timers(self) -> None:
+        now = time.monotonic()
+        if self._restart_at is not None and now >= self._restart_at:
+            self._restart_verifier()
+        if self._next_ping is not None and now >= self._next_ping and self._watchdog:
+            self._send(b"PING\n")
+            self._next_ping = now + self._watchdog
+        if self._reload is not None and now >= self._reload.deadline:
+            log.error("the new verifier is not ready after %.0fs", RELOAD_DEADLINE)
+            self._kill(self._reload.verifier, signal.SIGKILL)
+            self._reload.deadline = now + 5
+        if self._stop_by is not None and now > self._stop_by:
+            for pid in (self.front, *self._verifiers()):
+                if pid is not None:
+                    log.error("pid %d did not stop in time; killing it", pid)
+                    self._kill(pid, signal.SIGKILL)
+            self._stop_by = now + 5
 
     def run(self) -> int:
         no_core_dumps()
-        listeners = bind_all(self.config, self.base)
+        listeners = bind_all(self.config, self.base, systemd.listen_fds())
         if not self.root:
             log.warning(
                 "running as uid %d, not root: the front and the verifier both run as this "
@@ -290,16 +267,13 @@ class Master:
         self.spawn_front(listeners, verifier)
         assert self._control is not None
         self._control.setblocking(False)
-        while self.front is not None or self.verifier is not None:
-            if self._stop_by is not None and self.front is None and self.verifier is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.verifier, signal.SIGTERM)
-            timeout = 1.0
-            if self._restart_at is not None:
-                timeout = max(0.0, min(timeout, self._restart_at - time.monotonic()))
+        while self.front is not None or self._verifiers():
+            if self._stop_by is not None and self.front is None:
+                for pid in self._verifiers():
+                    self._kill(pid, signal.SIGTERM)
             watch = [wake_r] + ([self._control] if self._control is not None else [])
             with contextlib.suppress(InterruptedError):
-                select.select(watch, [], [], timeout)
+                select.select(watch, [], [], self._timeout())
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_r, 512)
             while signals:
@@ -307,36 +281,13 @@ class Master:
                 if received in (signal.SIGTERM, signal.SIGINT):
                     self.shutdown()
                 elif received == signal.SIGHUP:
-                    log.info("SIGHUP: reload is not supported yet")
+                    self.reload()
             self._reap()
             if self._control is not None:
                 self._control_message()
-            if self._restart_at is not None and time.monotonic() >= self._restart_at:
-                self._restart_verifier()
-            if self._stop_by is not None and time.monotonic() > self._stop_by:
-                for pid in (self.front, self.verifier):
-                    if pid is not None:
-                        log.error("pid %d did not stop in time; killing it", pid)
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, signal.SIGKILL)
-                self._stop_by = time.monotonic() + 5
+            self._timers()
         log.info("stopped")
         return self.exit_code
 
 
-def drop_privileges(who: Account) -> None:
-    """setgroups, setgid, setuid — in that order, or the later calls would be refused."""
-    os.setgroups(list(who.groups))
-    os.setgid(who.gid)
-    os.setuid(who.uid)
 
-
-def _close_except(keep: set[int]) -> None:
-    for fd in sorted(int(name) for name in os.listdir("/proc/self/fd")):
-        if fd not in keep:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-def _status(code: int) -> str:
-    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"

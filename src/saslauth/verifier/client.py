@@ -4,6 +4,10 @@ Multiplexes verify requests over one socket to the verifier child by sequence nu
 every request made in one event-loop turn into a single write.  When the child dies, requests
 in flight fail with :class:`VerifierError` (a temporary failure for the client); new requests
 wait a short while for the replacement the master starts, then fail the same way.
+
+On a reload the master hands over a new child: once it says READY it takes every new request,
+and the previous child is closed (it then exits) as soon as it has answered what it was sent,
+so no request in flight is lost.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from saslauth import verifier
 from saslauth.errors import VerifierError
@@ -29,6 +34,9 @@ class _Link(asyncio.Protocol):
         self.reader = verifier.LineReader()
         self.transport: asyncio.Transport | None = None
         self.ready = False
+        self.started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.outstanding: set[int] = set()  # requests written to this child, not yet answered
+        self.retiring = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -53,38 +61,69 @@ class _Link(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner.link_lost(self)
 
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+@dataclass(slots=True)
+class _Entry:
+    future: asyncio.Future[Lookup]
+    timer: asyncio.TimerHandle
+    link: _Link | None = field(default=None)
+
 
 class VerifierClient:
     def __init__(self, on_broken: Callable[[], None] = lambda: None) -> None:
         self._seq = 0
-        self._pending: dict[int, tuple[asyncio.Future[Lookup], asyncio.TimerHandle]] = {}
+        self._pending: dict[int, _Entry] = {}
         self._link: _Link | None = None
-        self._out = bytearray()
-        self._backlog: list[tuple[int, bytes]] = []
+        self._queued: list[tuple[int, bytes]] = []  # not yet written to any child
         self._on_broken = on_broken
-        self._attached = asyncio.Event()
 
-    async def attach(self, sock: socket.socket) -> None:
+    async def attach(self, sock: socket.socket) -> _Link:
         """Start talking to a (new) verifier child over ``sock``."""
         loop = asyncio.get_running_loop()
-        await loop.create_connection(lambda: _Link(self), sock=sock)
+        _, link = await loop.create_connection(lambda: _Link(self), sock=sock)
+        return link
+
+    async def replace(self, sock: socket.socket) -> bool:
+        """Attach a new child and wait until it took over; False if it never became READY.
+
+        Callers bound the wait with ``asyncio.timeout``; on expiry the new child is dropped.
+        """
+        link = await self.attach(sock)
+        try:
+            return await asyncio.shield(link.started)
+        except asyncio.CancelledError:
+            link.close()
+            raise
 
     def link_ready(self, link: _Link) -> None:
+        old = self._link
+        if old is not None:
+            self._flush()  # what was queued for the old child goes to it
         self._link = link
         log.info("verifier connected")
-        for _seq, data in self._backlog:
-            self._queue(data)
-        self._backlog.clear()
+        if not link.started.done():
+            link.started.set_result(True)
+        if old is not None:
+            old.retiring = True
+            if not old.outstanding:
+                old.close()
+        self._flush()
 
     def link_lost(self, link: _Link) -> None:
-        if self._link is not link and link.ready:
-            return
-        self._link = None
-        if link.ready:
-            log.error("verifier connection lost; failing %d requests in flight", len(self._pending))
-        for seq in list(self._pending):
+        if not link.started.done():
+            link.started.set_result(False)
+        lost = [seq for seq in link.outstanding if seq in self._pending]
+        if lost:
+            log.error("verifier connection lost; failing %d requests in flight", len(lost))
+        for seq in lost:
             self._fail(seq, VerifierError("verifier went away"))
-        self._on_broken()
+        if link is self._link:
+            self._link = None
+            self._on_broken()
 
     @property
     def connected(self) -> bool:
@@ -95,51 +134,62 @@ class VerifierClient:
         self._seq += 1
         seq = self._seq
         future: asyncio.Future[Lookup] = loop.create_future()
-        data = verifier.encode_request(seq, request)
-        if self._link is not None:
-            timeout = REPLY_TIMEOUT
-            self._queue(data)
-        else:
-            timeout = ATTACH_WAIT
-            self._backlog.append((seq, data))
+        timeout = REPLY_TIMEOUT if self._link is not None else ATTACH_WAIT
         timer = loop.call_later(timeout, self._timed_out, seq)
-        self._pending[seq] = (future, timer)
+        self._pending[seq] = _Entry(future, timer)
+        if not self._queued and self._link is not None:
+            loop.call_soon(self._flush)
+        self._queued.append((seq, verifier.encode_request(seq, request)))
         return future
-
-    def _queue(self, data: bytes) -> None:
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._out += data
 
     def _flush(self) -> None:
         link = self._link
-        if link is not None and link.transport is not None and not link.transport.is_closing():
-            link.transport.write(bytes(self._out))
-        self._out.clear()
+        if link is None or link.transport is None or link.transport.is_closing():
+            return  # stays queued for the next child that says READY
+        out = bytearray()
+        for seq, data in self._queued:
+            entry = self._pending.get(seq)
+            if entry is not None:
+                entry.link = link
+                link.outstanding.add(seq)
+                out += data
+        self._queued.clear()
+        if out:
+            link.transport.write(bytes(out))
+
+    def _forget(self, seq: int) -> _Entry | None:
+        entry = self._pending.pop(seq, None)
+        if entry is None:
+            return None
+        entry.timer.cancel()
+        link = entry.link
+        if link is not None:
+            link.outstanding.discard(seq)
+            if link.retiring and not link.outstanding:
+                link.close()
+        return entry
 
     def resolve(self, seq: int, lookup: Lookup) -> None:
-        entry = self._pending.pop(seq, None)
-        if entry is None:
-            return  # it timed out already
-        future, timer = entry
-        timer.cancel()
-        if not future.done():
-            future.set_result(lookup)
+        entry = self._forget(seq)
+        if entry is not None and not entry.future.done():  # None: it timed out already
+            entry.future.set_result(lookup)
 
     def _fail(self, seq: int, error: Exception) -> None:
-        entry = self._pending.pop(seq, None)
-        if entry is None:
-            return
-        future, timer = entry
-        timer.cancel()
-        if not future.done():
-            future.set_exception(error)
+        entry = self._forget(seq)
+        if entry is not None and not entry.future.done():
+            entry.future.set_exception(error)
 
     def _timed_out(self, seq: int) -> None:
-        self._backlog = [(s, d) for s, d in self._backlog if s != seq]
+        entry = self._pending.get(seq)
+        if entry is None:
+            return
+        if entry.link is None:
+            self._queued = [(s, d) for s, d in self._queued if s != seq]
         state = "answer" if self._link is not None else "start"
         self._fail(seq, VerifierError(f"verifier did not {state} in time"))
 
     def close(self) -> None:
-        if self._link is not None and self._link.transport is not None:
-            self._link.transport.close()
+        """Shut down: close the link without reporting the verifier as broken."""
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()

@@ -1,0 +1,146 @@
+"""SIGHUP reload under load: no request failed or lost, connections and the socket survive."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.authclient import AuthClient, ConnectionClosed, plain_b64
+from tests.fixtures.ports import public_tmpdir, wait_until
+from tests.fixtures.saslauth import Saslauth, start_saslauth
+
+CONNECTIONS = 50
+SLOW = 5  # of them log in with an expensive hash, so every reload meets requests in flight
+RELOADS = 10
+
+
+def config_text(socket_path: Path, passwd: Path, delay: str = "0") -> str:
+    return (
+        "user: nobody\n"
+        f"failure_delay: {delay}\n"
+        "listen:\n"
+        f"  - path: {socket_path}\n"
+        '    mode: "0666"\n'
+        "passdb:\n"
+        "  - driver: passwd-file\n"
+        f"    path: {passwd}\n"
+    )
+
+
+@pytest.fixture
+def daemon() -> Iterator[Saslauth]:
+    from saslauth import schemes
+
+    with public_tmpdir("sarl-") as work:
+        users = "bob:{PLAIN}bobpw\n" + (
+            f"slow:{schemes.generate('SHA512-CRYPT', b'slowpw', rounds=400_000)}\n"
+        )
+        for name in ("users-a", "users-b"):
+            (work / name).write_text(users)
+        config = work / "saslauth.yaml"
+        config.write_text(config_text(work / "auth", work / "users-a"))
+        server = start_saslauth(config, work / "auth")
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+class Load:
+    """One thread per connection, each sending the next login as soon as the last is answered."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done = threading.Event()
+        self.ok = [0] * CONNECTIONS
+        self.sent = [0] * CONNECTIONS
+        self.errors: list[str] = []
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(CONNECTIONS)]
+
+    def _run(self, index: int) -> None:
+        user, password = ("slow", "slowpw") if index < SLOW else ("bob", "bobpw")
+        resp = plain_b64("", user, password)
+        try:
+            with AuthClient.connect(str(self.path), timeout=15) as client:
+                client.handshake()
+                request = 0
+                while not self.done.is_set():
+                    request += 1
+                    self.sent[index] += 1
+                    line = f"AUTH\t{request}\tPLAIN\tservice=smtp\tresp={resp}"
+                    reply = client.auth(line, timeout=15)
+                    if reply != f"OK\t{request}\tuser={user}":
+                        self.errors.append(f"connection {index}: {reply!r}")
+                        return
+                    self.ok[index] += 1
+        except (OSError, ConnectionClosed) as exc:
+            self.errors.append(f"connection {index}: {exc!r}")
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.done.set()
+        for thread in self.threads:
+            thread.join(30)
+
+
+def _reloads_reach(daemon: Saslauth, count: int) -> bool:
+    return daemon.log_text().count("reloaded the configuration") == count
+
+
+def _more_than(load: Load, count: int) -> bool:
+    return sum(load.ok) > count
+
+
+def test_ten_reloads_under_load_lose_nothing(daemon: Saslauth) -> None:
+    config = daemon.config
+    good = config.read_text()
+    inode = daemon.socket.stat().st_ino
+    verifier = daemon.wait_children()["verifier"]
+    with Load(daemon.socket) as load:
+        wait_until(lambda: sum(load.ok[SLOW:]) > 200 and sum(load.ok[:SLOW]) >= SLOW, 20)
+        reloaded = 0
+        for round_ in range(RELOADS):
+            if round_ == 4:
+                # a broken file: reported with FILE:LINE, the old configuration keeps serving
+                config.write_text(config_text(daemon.socket, config.parent / "users-b", "20s"))
+                daemon.proc.send_signal(signal.SIGHUP)
+                daemon.wait_log(f"reload failed: {config}:2: failure_delay")
+                daemon.wait_log("reload failed: still serving the previous configuration")
+                config.write_text(good)
+                continue
+            passwd = config.parent / ("users-b" if round_ % 2 == 0 else "users-a")
+            config.write_text(config_text(daemon.socket, passwd))
+            daemon.proc.send_signal(signal.SIGHUP)
+            reloaded += 1
+            wait_until(partial(_reloads_reach, daemon, reloaded), 15, what=f"reload {reloaded}")
+            wait_until(partial(_more_than, load, sum(load.ok) + 50), 10, what="logins after it")
+        time.sleep(0.5)
+    assert load.errors == []
+    sent, ok = sum(load.sent), sum(load.ok)
+    assert ok == sent  # every request sent was answered OK: none failed, none lost
+    assert all(n > 0 for n in load.ok)  # every connection kept working throughout
+    log = daemon.log_text()
+    assert log.count("reloaded the configuration") == RELOADS - 1
+    # each previous verifier finished its requests and exited by itself, not killed
+    try:
+        wait_until(
+            lambda: daemon.log_text().count("previous configuration exited (exit code 0)")
+            == RELOADS - 1, 10, what="old verifiers to exit",
+        )  # fmt: skip
+    except TimeoutError:
+        lines = [x for x in daemon.log_text().splitlines() if "verifier" in x or "reload" in x]
+        raise AssertionError("\n".join(lines[-40:])) from None
+    assert "result=tempfail" not in log and "killed" not in log
+    assert daemon.socket.stat().st_ino == inode
+    assert daemon.wait_children()["verifier"] != verifier
+    assert f"backend=passwd-file:{config.parent / 'users-b'}" in log  # the new passdb is used

@@ -1,0 +1,113 @@
+"""VerifierClient hands over to a new verifier without losing what the old one was sent."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from saslauth import verifier
+from saslauth.errors import VerifierError
+from saslauth.passdb import Lookup, Verdict
+from saslauth.verifier.client import VerifierClient
+
+
+class Child:
+    """The test plays a verifier child on the other end of a socketpair."""
+
+    def __init__(self) -> None:
+        self.ours, self.theirs = socket.socketpair()
+        self.ours.setblocking(False)
+        self.reader = verifier.LineReader()
+
+    async def say(self, data: bytes) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.ours, data)
+
+    async def requests(self, count: int) -> list[int]:
+        seqs: list[int] = []
+        while len(seqs) < count:
+            data = await asyncio.get_running_loop().sock_recv(self.ours, 65536)
+            assert data, "closed while requests were expected"
+            seqs += [verifier.decode_request(line)[0] for line in self.reader.feed(data)]
+        return seqs
+
+    async def answer(self, seq: int) -> None:
+        await self.say(verifier.encode_reply(seq, Lookup(Verdict.OK, backend="t")))
+
+    async def closed(self) -> bool:
+        data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(self.ours, 100), 2)
+        return data == b""
+
+
+def test_reload_handover_keeps_requests_in_flight() -> None:
+    async def main() -> None:
+        broken: list[bool] = []
+        client = VerifierClient(on_broken=lambda: broken.append(True))
+        old, new = Child(), Child()
+        await client.attach(old.theirs)
+        await old.say(b"READY\t1\n")
+        first = client.verify(verifier.VerifyRequest("bob", b"pw"))
+        (seq_first,) = await old.requests(1)
+
+        swap = asyncio.ensure_future(client.replace(new.theirs))
+        await asyncio.sleep(0.05)
+        assert not swap.done()  # not READY yet: the old verifier still takes requests
+        await new.say(b"READY\t2\n")
+        assert await swap
+        second = client.verify(verifier.VerifyRequest("carol", b"pw"))
+        (seq_second,) = await new.requests(1)  # new requests go to the new verifier
+        assert not first.done()
+        await old.answer(seq_first)  # the old one answers what it had...
+        assert (await first).verdict is Verdict.OK
+        assert await old.closed()  # ...and is then closed, so it exits
+        await new.answer(seq_second)
+        assert (await second).verdict is Verdict.OK
+        assert broken == []  # retiring the old verifier is not a breakdown
+        client.close()
+        old.ours.close()
+        new.ours.close()
+
+    asyncio.run(main())
+
+
+def test_new_verifier_that_dies_before_ready_changes_nothing() -> None:
+    async def main() -> None:
+        client = VerifierClient()
+        old, new = Child(), Child()
+        await client.attach(old.theirs)
+        await old.say(b"READY\t1\n")
+        swap = asyncio.ensure_future(client.replace(new.theirs))
+        await asyncio.sleep(0.05)
+        new.ours.close()
+        assert await swap is False
+        request = client.verify(verifier.VerifyRequest("bob", b"pw"))
+        (seq,) = await old.requests(1)
+        await old.answer(seq)
+        assert (await request).verdict is Verdict.OK
+        client.close()
+        old.ours.close()
+
+    asyncio.run(main())
+
+
+def test_retired_verifier_crashing_fails_only_its_requests() -> None:
+    async def main() -> None:
+        client = VerifierClient()
+        old, new = Child(), Child()
+        await client.attach(old.theirs)
+        await old.say(b"READY\t1\n")
+        first = client.verify(verifier.VerifyRequest("bob", b"pw"))
+        await old.requests(1)
+        swap = asyncio.ensure_future(client.replace(new.theirs))
+        await asyncio.sleep(0)
+        await new.say(b"READY\t2\n")
+        assert await swap
+        old.ours.close()  # the retired child dies with a request in flight
+        with pytest.raises(VerifierError, match="went away"):
+            await asyncio.wait_for(first, 1)  # at once, not after REPLY_TIMEOUT
+        assert client.connected
+        client.close()
+        new.ours.close()
+
+    asyncio.run(main())
