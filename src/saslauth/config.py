@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from saslauth.errors import ConfigError
+from saslauth.passdb.sql.settings import SqlFields
 from saslauth.usernames import DEFAULT_ALLOWED_CHARS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -157,9 +158,15 @@ class PasswdFileSettings(DriverSettings):
         return self.name or f"passwd-file:{self.path}"
 
 
+class SqlSettings(SqlFields, DriverSettings):  # keys and checks: saslauth.passdb.sql.settings
+    driver: Literal["sql"]
+    connect_timeout: Duration = 2.0
+    query_timeout: Duration = 2.0
+
+
 # One entry per driver; the tag is the ``driver`` key.
-PassdbSettings = Annotated[PasswdFileSettings, Field(discriminator="driver")]
-_DRIVER_TAGS = frozenset({"passwd-file"})
+PassdbSettings = Annotated[PasswdFileSettings | SqlSettings, Field(discriminator="driver")]
+_DRIVER_TAGS = frozenset({"passwd-file", "sql"})
 
 
 class Config(_Model):
