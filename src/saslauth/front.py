@@ -26,6 +26,8 @@ from saslauth.session import Session, SessionSettings
 from saslauth.usernames import UsernamePolicy
 from saslauth.verifier.client import VerifierClient
 
+LISTEN_BACKLOG = 1024  # the same as the master's listen(); the kernel caps it at somaxconn
+
 log = logging.getLogger("saslauth.front")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -111,7 +113,13 @@ class Front:
         await self.verifier.attach(verifier)
         servers = []
         for sock, info in listen:
-            servers.append(await loop.create_server(partial(self.session_factory, info), sock=sock))
+            # asyncio re-listens with its default backlog of 100 unless told otherwise; a burst of
+            # smtpd processes connecting at once would then see EAGAIN.
+            servers.append(
+                await loop.create_server(
+                    partial(self.session_factory, info), sock=sock, backlog=LISTEN_BACKLOG
+                )
+            )
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the master handles reloads
@@ -186,6 +194,19 @@ def session_settings(config: Config) -> SessionSettings:
         tempfail=config.tempfail,
         spid=os.getpid(),
     )
+
+
+def preload(config: Config) -> None:
+    """Import now what the front would otherwise import lazily after dropping privileges.
+
+    An unprivileged front may be unable to read the installation (a virtualenv under /root),
+    so every module it needs, codecs included, must be loaded while it can still read them.
+    """
+    import encodings.ascii
+    import encodings.latin_1
+    import encodings.utf_8  # noqa: F401
+
+    session_settings(config)
 
 
 def check_unprivileged() -> None:

@@ -59,4 +59,15 @@ def kv(value: object) -> str:
     text = str(value)
     if text and text.isprintable() and " " not in text and '"' not in text:
         return text
-    return '"' + text.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
+    return '"' + "".join(_visible(char) for char in text) + '"'
+
+
+def _visible(char: str) -> str:
+    # No codecs here: the front process may no longer be able to import codec modules lazily
+    # once it has dropped its privileges (a venv under /root, say).
+    if char == '"' or char == "\\":
+        return "\\" + char
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

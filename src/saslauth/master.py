@@ -176,7 +176,9 @@ class Master:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._control = ours
         who = account(self.config.user, "user", keep_groups=False) if self.root else None
-        from saslauth.front import run_front
+        from saslauth.front import preload, run_front
+
+        preload(self.config)  # before the privilege drop: later imports may be refused
 
         config = self.config
         socks = [sock for sock, _ in listeners]

@@ -173,7 +173,7 @@ def test_bad_config_exits_with_file_and_line(workdir: Path, passwd: Path) -> Non
     config.write_text(f"listen:\n  - path: {workdir}/auth\npassdb:\n  - driver: nope\n")
     result = saslauth("serve", "--config", str(config))
     assert result.returncode == 1
-    assert f"{config}:4: passdb.0.driver: Input should be 'passwd-file'" in result.stderr
+    assert f"{config}:4: passdb.0.driver: unknown driver 'nope'" in result.stderr
     check = saslauth("check-config", "--config", str(config))
     assert check.returncode == 1 and f"{config}:4: passdb.0.driver" in check.stdout
     good = write_config(workdir, passwd)
