@@ -46,6 +46,14 @@ def _text(value: object) -> str:
     return str(value)
 
 
+def _dummy_hash(scheme: str) -> str:
+    """A hash of a random password in ``scheme``, until a real row gives a better one."""
+    try:
+        return schemes.generate(scheme, secrets.token_hex(8).encode(), user="dummy@dummy")
+    except (SchemeError, ValueError):
+        return ""
+
+
 @final
 class SqlPassDB:
     driver: ClassVar[str] = "sql"
@@ -57,7 +65,7 @@ class SqlPassDB:
         self._target = settings.target()
         self._query = compile_query(settings.query, self._target.dialect)
         self._backend = self._make_backend()
-        self._dummy = schemes.generate(settings.default_scheme, secrets.token_bytes(12))
+        self._dummy = _dummy_hash(settings.default_scheme)
         self._warned: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def _make_backend(self) -> Backend:
@@ -110,8 +118,9 @@ class SqlPassDB:
                            request.secured)
         rows = await self._backend.fetch(self._query.bind(values))
         if not rows:
-            with contextlib.suppress(SchemeError):
-                await self._check(request.password, self._dummy, request.user)
+            if self._dummy:
+                with contextlib.suppress(SchemeError):
+                    await self._check(request.password, self._dummy, request.user)
             return Lookup(Verdict.USER_UNKNOWN, backend=self.name)
         if len(rows) > 1:
             self._warn_once(request.user, "the query returned several rows (must be one)")

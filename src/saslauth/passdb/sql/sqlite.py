@@ -1,12 +1,14 @@
 """SQLite through the stdlib ``sqlite3``, on one dedicated thread (libraries.md section 6).
 
-The file is opened read-only (``mode=ro``) on first use and again after any error, so a file
-that was missing or replaced is picked up without a restart.  A missing file is an outage.
+The file is opened read-only (``mode=ro``) on first use, again after any error and again when
+the path names another file (``mv new.db users.db``), so a file that was missing or replaced is
+picked up without a restart.  A missing file is an outage, never "unknown user".
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
@@ -22,6 +24,7 @@ class SqliteBackend:
         self._timeout = query_timeout or None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None  # used on self._thread only
+        self._file: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the open file
 
     def _open(self) -> sqlite3.Connection:
         uri = f"file:{quote(self._path)}?mode=ro"
@@ -32,12 +35,19 @@ class SqliteBackend:
 
     def _run(self, args: tuple[str, ...]) -> list[Row]:
         try:
+            st = os.stat(self._path)
+            if self._conn is not None and (st.st_dev, st.st_ino) != self._file:
+                self._drop()
             if self._conn is None:
                 self._conn = self._open()
+                self._file = (st.st_dev, st.st_ino)
             cursor = self._conn.execute(self._sql, args)
             names = [d[0] for d in cursor.description or ()]
             rows = cursor.fetchmany(2)
             cursor.close()
+        except OSError as exc:
+            self._drop()
+            raise BackendError(f"sqlite {self._path}: {exc.strerror}") from None
         except sqlite3.Error as exc:
             self._drop()
             raise BackendError(f"sqlite {self._path}: {exc}") from None
