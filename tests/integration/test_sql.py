@@ -64,8 +64,8 @@ class Setup:
     kind: str
     daemon: Saslauth
     passdbs: str  # the YAML passdb items (absolute paths), for other daemons
-    stop: Callable[[], None]
-    start: Callable[[], None]
+    stop: Callable[[], object]
+    start: Callable[[], object]
     add_user: Callable[[str, str], None]
 
     def auth(self, user: str, password: str, rip: str = "127.0.0.1") -> str:
