@@ -169,3 +169,20 @@ def test_unknown_user_costs_a_real_hash(tmp_path: Path, executor: ThreadPoolExec
 
     known, unknown = asyncio.run(run())
     assert unknown > known * 0.5, (known, unknown)
+
+
+def test_example_config_and_schema_work(tmp_path: Path, executor: ThreadPoolExecutor) -> None:
+    examples = Path(__file__).parents[2] / "examples"
+    cfg = config.load(examples / "saslauth-sql.yaml")
+    settings = cfg.passdb[0]
+    assert isinstance(settings, config.SqlSettings)
+    db_path = tmp_path / "users.db"
+    with contextlib.closing(sqlite3.connect(db_path)) as conn, conn:
+        conn.executescript((examples / "sql" / "schema.sql").read_text())
+        conn.execute("INSERT INTO users (username, password) VALUES (?, ?)",
+                     ("demo@example.org", schemes.generate("SHA512-CRYPT", b"demo")))
+        conn.execute("INSERT INTO users (username, password, active) VALUES (?, ?, 0)",
+                     ("off@example.org", "{PLAIN}off"))
+    db = SqlPassDB(settings.model_copy(update={"dsn": f"sqlite://{db_path}"}), executor)
+    assert verify(db, "demo@example.org", "demo") == (Verdict.OK, (("user", "demo@example.org"),))
+    assert verify(db, "off@example.org", "off")[0] is Verdict.USER_UNKNOWN
