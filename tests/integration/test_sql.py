@@ -169,7 +169,13 @@ def mariadb_setup() -> Iterator[Setup]:
     yield from _server_setup("mariadb")
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.root),
+        pytest.param("mariadb", marks=pytest.mark.root),
+    ]
+)
 def db(request: pytest.FixtureRequest) -> Setup:
     setup: Setup = request.getfixturevalue(f"{request.param}_setup")
     return setup
@@ -230,6 +236,7 @@ def test_passwords_never_logged(db: Setup) -> None:
 
 
 @pytest.mark.postfix
+@pytest.mark.root
 def test_postfix_logins_through_sqlite_and_postgresql(
     sqlite_setup: Setup, postgresql_setup: Setup, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -296,6 +303,7 @@ def _timed_verify(db: SqlPassDB, user: str, password: str) -> tuple[float, Verdi
     return asyncio.run(run())
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
 def test_connect_and_query_timeouts(kind: str, request: pytest.FixtureRequest) -> None:
     setup: Setup = request.getfixturevalue(f"{kind}_setup")

@@ -44,7 +44,7 @@ def test_defaults_and_hosts_key() -> None:
     s = parse("    dsn: postgresql://mail@db1/mail\n    hosts: [db2, 'db3:6432']\n")
     assert s.target().hosts == (("db2", 5432), ("db3", 6432))
     assert (s.pool_size, s.connect_timeout, s.query_timeout, s.default_scheme) == (
-        4, 2.0, 2.0, "MD5"
+        8, 2.0, 2.0, "MD5"
     )
     assert s.label == "sql:postgresql://mail@db2:5432,db3:6432/mail"
     assert parse("    dsn: mysql://mail@/mail\n").target().hosts == (("localhost", 3306),)

@@ -112,7 +112,7 @@ class SqlFields(BaseModel):
     password_file: str | None = None
     query: str = "SELECT password FROM users WHERE username = :user"
     default_scheme: str = "MD5"
-    pool_size: int = Field(default=4, ge=1, le=100)
+    pool_size: int = Field(default=8, ge=1, le=100)
 
     @field_validator("dsn")
     @classmethod
