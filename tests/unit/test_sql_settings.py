@@ -72,6 +72,16 @@ def test_errors_have_file_line_and_key(body: str, expected: str) -> None:
     )
 
 
+def test_unencoded_password_characters() -> None:
+    target = parse_dsn("postgresql://u:pa/ss?w@rd:x@h1:5433,h2/db?sslmode=disable")
+    assert (target.user, target.password, target.database) == ("u", "pa/ss?w@rd:x", "db")
+    assert target.hosts == (("h1", 5433), ("h2", 5432))
+    for bad in ("postgresql://u:Se/cr?et@h:0/db", "postgresql://u:Se/cr?et@h/",
+                "postgresql://u:Se/cr?et@h/db?x=1", "mysql://u:Se/cr?et@[::1/db"):
+        lines = problems(f"    dsn: {bad!r}\n")
+        assert lines and not any("Se/cr" in line or "et@" in line for line in lines), lines
+
+
 def test_password_never_in_errors_or_repr() -> None:
     lines = problems("    dsn: postgresql://u:TopSecret1@h:0/db\n")
     assert not any("TopSecret1" in line for line in lines)

@@ -56,7 +56,9 @@ def parse_host(text: str, dialect: Dialect) -> tuple[str, int]:
     if text.startswith("/"):
         return text, _PORTS[dialect]
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad IPv6 host {text!r}: write [::1]:5432")
         port = rest.removeprefix(":")
     else:
         host, _, port = text.partition(":") if text.count(":") == 1 else (text, "", "")
@@ -72,7 +74,30 @@ def parse_dsn(dsn: str) -> Target:
     dialect = _SCHEMES.get(scheme.lower()) if colon else None
     if dialect is None:
         raise ValueError("must start with sqlite:, postgresql:// or mysql://")
+    userinfo = ""
+    if dialect != "sqlite":
+        if not rest.startswith("//"):
+            raise ValueError(f"write {scheme}://user@host:port/database")
+        # The password may hold unencoded / ? @ : everything up to the last @ is user info.
+        userinfo, _, rest = rest[2:].rpartition("@")
+        rest = "//" + rest
     rest, _, query = rest.partition("?")
+    options = _options(query, dialect)
+    if dialect == "sqlite":
+        path = unquote(rest.removeprefix("//"))
+        if not path:
+            raise ValueError("sqlite needs a path: sqlite:///var/lib/saslauth/users.db")
+        return Target("sqlite", path=path, options=options)
+    hostlist, _, database = rest[2:].partition("/")
+    user, _, password = userinfo.partition(":")
+    hosts = tuple(parse_host(h, dialect) for h in hostlist.split(",")) if hostlist else ()
+    if not unquote(database):
+        raise ValueError("the DSN names no database (…/DATABASE)")
+    return Target(dialect, user=unquote(user), password=unquote(password), hosts=hosts,
+                  database=unquote(database), options=options)
+
+
+def _options(query: str, dialect: Dialect) -> tuple[tuple[str, str], ...]:
     options = tuple(parse_qsl(query, keep_blank_values=True))
     unknown = sorted({k for k, _ in options} - _OPTIONS[dialect])
     if unknown:
@@ -80,21 +105,7 @@ def parse_dsn(dsn: str) -> Target:
     for key, value in options:
         if key == "sslmode" and value not in SSLMODES:
             raise ValueError(f"sslmode must be one of {', '.join(SSLMODES)}")
-    if dialect == "sqlite":
-        path = unquote(rest.removeprefix("//"))
-        if not path:
-            raise ValueError("sqlite needs a path: sqlite:///var/lib/saslauth/users.db")
-        return Target("sqlite", path=path)
-    if not rest.startswith("//"):
-        raise ValueError(f"write {scheme}://user@host:port/database")
-    netloc, _, database = rest[2:].partition("/")
-    userinfo, _, hostlist = netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    hosts = tuple(parse_host(h, dialect) for h in hostlist.split(",")) if hostlist else ()
-    if not unquote(database):
-        raise ValueError("the DSN names no database (…/DATABASE)")
-    return Target(dialect, user=unquote(user), password=unquote(password), hosts=hosts,
-                  database=unquote(database), options=options)
+    return options
 
 
 def _absolute(path: str, base: Path) -> str:
