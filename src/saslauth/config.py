@@ -25,6 +25,7 @@ from saslauth.errors import ConfigError
 from saslauth.settings.base import DriverSettings, Duration, Model, absolute
 from saslauth.settings.imap import ImapSettings
 from saslauth.settings.passwd_file import PasswdFileSettings
+from saslauth.settings.sql import SqlSettings
 from saslauth.settings.system import PamSettings, ShadowSettings, SystemAccountSettings
 from saslauth.usernames import DEFAULT_ALLOWED_CHARS
 
@@ -39,6 +40,7 @@ __all__ = [
     "PassdbSettings",
     "PasswdFileSettings",
     "ShadowSettings",
+    "SqlSettings",
     "SystemAccountSettings",
     "absolute",
     "load",
@@ -111,10 +113,10 @@ class VerifierSettings(Model):
 # One entry per driver; the tag is the ``driver`` key.  A new driver: a settings module in
 # saslauth/settings/, a member here, a tag below and a line in saslauth/passdb/registry.py.
 PassdbSettings = Annotated[
-    PasswdFileSettings | ShadowSettings | PamSettings | ImapSettings,
+    PasswdFileSettings | ShadowSettings | PamSettings | ImapSettings | SqlSettings,
     Field(discriminator="driver"),
 ]
-_DRIVER_TAGS = frozenset({"passwd-file", "shadow", "pam", "imap"})
+_DRIVER_TAGS = frozenset({"passwd-file", "shadow", "pam", "imap", "sql"})
 
 
 class Config(Model):

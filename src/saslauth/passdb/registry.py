@@ -20,6 +20,7 @@ DRIVERS: dict[str, str] = {
     "shadow": "saslauth.passdb.shadow:Shadow",
     "pam": "saslauth.passdb.pam:Pam",
     "imap": "saslauth.passdb.imap:Imap",
+    "sql": "saslauth.passdb.sql.driver:SqlPassDB",
 }
 
 
