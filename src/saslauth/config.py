@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from saslauth.errors import ConfigError
+from saslauth.passdb.ldap_settings import LdapKeys
 from saslauth.usernames import DEFAULT_ALLOWED_CHARS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -157,9 +158,15 @@ class PasswdFileSettings(DriverSettings):
         return self.name or f"passwd-file:{self.path}"
 
 
+class LdapSettings(LdapKeys, DriverSettings):
+    driver: Literal["ldap"]
+    connect_timeout: Duration = 2.0
+    timeout: Duration = 5.0  # per operation
+
+
 # One entry per driver; the tag is the ``driver`` key.
-PassdbSettings = Annotated[PasswdFileSettings, Field(discriminator="driver")]
-_DRIVER_TAGS = frozenset({"passwd-file"})
+PassdbSettings = Annotated[PasswdFileSettings | LdapSettings, Field(discriminator="driver")]
+_DRIVER_TAGS = frozenset({"passwd-file", "ldap"})
 
 
 class Config(_Model):

@@ -95,4 +95,5 @@ def test_load_missing_file(tmp_path: Path) -> None:
 def test_example_config_is_valid() -> None:
     example = Path(__file__).parents[2] / "examples" / "saslauth.yaml"
     cfg = config.load(example)
+    assert isinstance(cfg.passdb[0], config.PasswdFileSettings)
     assert cfg.passdb[0].path == "users"

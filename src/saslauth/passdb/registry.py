@@ -17,6 +17,7 @@ from saslauth.passdb.chain import Chain, PassDB
 # driver -> "module:Class"; the class is called as Class(settings, executor).
 DRIVERS: dict[str, str] = {
     "passwd-file": "saslauth.passdb.passwd_file:PasswdFile",
+    "ldap": "saslauth.passdb.ldap:Ldap",
 }
 
 
