@@ -7,11 +7,12 @@ Variables (Dovecot's names): ``%u`` the whole user name, ``%n`` the part before 
 ``%{user}``, ``%{username}``, ``%{domain}`` are the long forms, ``%%`` is a literal ``%``.  The
 modifiers ``L`` and ``U`` (``%Lu``, ``%Un``) lower- or upper-case the value before it is escaped.
 
-A filter value is escaped as RFC 4515 asks (``*`` ``(`` ``)`` ``\\`` NUL as ``\\XX``); a DN
-attribute value as RFC 4514 asks (``, + " \\ < > ; =`` with a backslash, a leading ``#`` or
-space and a trailing space with a backslash, NUL as ``\\00``).  So every character of a user
-name stands for itself and never for filter or DN syntax.  What escaping cannot stop is the
-directory's own matching rules folding names together (insignificant spaces, Unicode mapping):
+A filter value is escaped as RFC 4515 asks (``*`` ``(`` ``)`` ``\\`` NUL as ``\\XX``, and
+control characters, a leading ``#``/space and a trailing space too); a DN attribute value as
+RFC 4514 asks (``, + " \\ < > ; = #`` with a backslash, a leading and a trailing space with a
+backslash, NUL as ``\\00``).  So every character of a user name stands for itself and never
+for filter or DN syntax.  What escaping cannot stop is the directory's own matching rules
+folding names together (insignificant spaces, Unicode mapping):
 :func:`directory_safe` tells whether a name survives those rules unchanged.
 """
 
@@ -23,7 +24,7 @@ import unicodedata
 from collections.abc import Callable
 
 _FILTER_SPECIAL = {"*": "\\2a", "(": "\\28", ")": "\\29", "\\": "\\5c", "\0": "\\00"}
-_DN_SPECIAL = frozenset(',+"\\<>;=')
+_DN_SPECIAL = frozenset(',+"\\<>;=#')  # "#" is only special first; ldap3 wants it always
 
 _TOKEN = re.compile(r"%(?:\{(user|username|domain)\}|([LU]?)([und])|(%)|(.?))", re.DOTALL)
 _LONG = {"user": "u", "username": "n", "domain": "d"}
@@ -33,9 +34,25 @@ class TemplateError(ValueError):
     """A template uses an unknown ``%`` sequence."""
 
 
+def _hex(ch: str) -> str:
+    return "".join(f"\\{byte:02x}" for byte in ch.encode("utf-8", "surrogatepass"))
+
+
 def escape_filter_value(value: str) -> str:
-    """RFC 4515 ``valueencoding``: the specials and NUL as ``\\XX``; everything else as is."""
-    return "".join(_FILTER_SPECIAL.get(ch, ch) for ch in value)
+    """RFC 4515 ``valueencoding``: the specials, NUL and controls as ``\\XX``, the rest as is.
+
+    A leading ``#`` or white space and trailing white space are hex-escaped too: not needed by
+    RFC 4515, but some client libraries (ldap3 among them) strip spaces around a value.
+    """
+    out = [
+        _FILTER_SPECIAL.get(ch) or (_hex(ch) if ord(ch) < 0x20 or ch == "\x7f" else ch)
+        for ch in value
+    ]
+    if value and (value[0] == "#" or value[0].isspace()):
+        out[0] = _hex(value[0])
+    if value and value[-1].isspace():
+        out[-1] = _hex(value[-1])
+    return "".join(out)
 
 
 def escape_dn_value(value: str) -> str:
@@ -46,7 +63,6 @@ def escape_dn_value(value: str) -> str:
             out.append("\\00")
         elif (
             ch in _DN_SPECIAL
-            or (ch == "#" and index == 0)
             or (ch == " " and index in (0, len(value) - 1))
         ):
             out.append("\\" + ch)
