@@ -88,17 +88,8 @@ class Directory:
     def __init__(self, settings: LdapSettings) -> None:
         self.settings = settings
         mode = settings.tls_mode
-        tls = _Tls(tls_context(settings)) if mode != "none" else None
-        self._servers = [
-            ldap3.Server(
-                uri,
-                use_ssl=mode == "ldaps",
-                tls=tls,
-                connect_timeout=settings.connect_timeout or None,
-                get_info=ldap3.NONE,
-            )
-            for uri in settings.uris
-        ]
+        self._tls = _Tls(tls_context(settings)) if mode != "none" else None
+        self._ldaps = mode == "ldaps"
         self._starttls = mode == "starttls"
         # ldap3 packs this into SO_RCVTIMEO as an integer: whole seconds only.
         self._receive_timeout = max(1, math.ceil(settings.timeout))
@@ -119,9 +110,17 @@ class Directory:
 
     def _connect(self, kind: Literal["service", "auth"], first: int) -> _Slot:
         errors = []
-        count = len(self._servers)
+        count = len(self.settings.uris)
         for index in [(first + step) % count for step in range(count)]:
-            server = self._servers[index]
+            # A fresh Server each time: ldap3 remembers failed addresses on the Server object
+            # and skips them for a few seconds, which would delay recovery.
+            server = ldap3.Server(
+                self.settings.uris[index],
+                use_ssl=self._ldaps,
+                tls=self._tls,
+                connect_timeout=self.settings.connect_timeout or None,
+                get_info=ldap3.NONE,
+            )
             conn = ldap3.Connection(
                 server,
                 client_strategy=ldap3.SYNC,
@@ -266,3 +265,7 @@ def _describe(conn: ldap3.Connection) -> str:
 def _close(conn: ldap3.Connection) -> None:
     with contextlib.suppress(LDAPException, OSError):
         conn.unbind()
+    sock = getattr(conn, "socket", None)  # ldap3 leaves it open when opening failed
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.close()
