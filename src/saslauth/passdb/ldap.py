@@ -97,11 +97,11 @@ class Ldap:
 
     def _several(self, user: str, entries: list[Entry]) -> Lookup:
         log.error(
-            "ldap %s: %s entries match user %s (%s, ...); refusing to pick one",
+            "ldap %s: several entries match user %s (%s, %s, ...); refusing to pick one",
             self.name,
-            "several" if len(entries) > 1 else len(entries),
             user,
             entries[0][0],
+            entries[1][0],
         )
         return self._lookup(Verdict.INTERNAL_FAILURE, "several directory entries match")
 
