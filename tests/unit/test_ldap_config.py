@@ -11,7 +11,7 @@ from saslauth import config
 from saslauth.errors import ConfigError
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("ldap3") is None, reason="ldap3 not installed (pip install -e '.[ldap]')"
+    importlib.util.find_spec("ldap3") is None, reason="ldap3 not installed (the ldap extra)"
 )
 
 HEAD = """\
