@@ -274,6 +274,12 @@ def test_certificates_are_checked(slapd: Slapd, make: Any, uri_kind: str) -> Non
     assert unchecked.verdict("alice", "wonderland") is Verdict.OK
 
 
+def test_missing_ca_file_is_an_outage_not_a_crash(slapd: Slapd, make: Any, tmp_path: Path) -> None:
+    driver = make(uris=[slapd.uri], base=BASE_DN, ca_file=str(tmp_path / "missing.pem"))
+    with pytest.raises(BackendError, match="cannot load ca_file"):
+        driver.verify("alice", "wonderland")
+
+
 def test_host_name_is_checked(slapd: Slapd, make: Any) -> None:
     # Same server, reached by an address its certificate does not name.
     uri = f"ldaps://{WRONG_NAME_HOST}:{slapd.ldaps_port}"

@@ -88,7 +88,8 @@ class Directory:
     def __init__(self, settings: LdapSettings) -> None:
         self.settings = settings
         mode = settings.tls_mode
-        self._tls = _Tls(tls_context(settings)) if mode != "none" else None
+        self._use_tls = mode != "none"
+        self._tls: _Tls | None = None  # loaded on first use: a missing CA file is an outage
         self._ldaps = mode == "ldaps"
         self._starttls = mode == "starttls"
         # ldap3 packs this into SO_RCVTIMEO as an integer: whole seconds only.
@@ -108,7 +109,16 @@ class Directory:
         except (OSError, UnicodeDecodeError) as exc:
             raise BackendError(f"cannot read bind_password_file {path}: {exc}") from None
 
+    def _tls_settings(self) -> _Tls | None:
+        if self._use_tls and self._tls is None:
+            try:
+                self._tls = _Tls(tls_context(self.settings))
+            except (OSError, ssl.SSLError) as exc:
+                raise BackendError(f"cannot load ca_file {self.settings.ca_file}: {exc}") from None
+        return self._tls
+
     def _connect(self, kind: Literal["service", "auth"], first: int) -> _Slot:
+        tls = self._tls_settings()
         errors = []
         count = len(self.settings.uris)
         for index in [(first + step) % count for step in range(count)]:
@@ -117,7 +127,7 @@ class Directory:
             server = ldap3.Server(
                 self.settings.uris[index],
                 use_ssl=self._ldaps,
-                tls=self._tls,
+                tls=tls,
                 connect_timeout=self.settings.connect_timeout or None,
                 get_info=ldap3.NONE,
             )
