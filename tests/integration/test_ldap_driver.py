@@ -195,6 +195,11 @@ def test_unknown_user_costs_a_bind_in_bind_mode(
     assert driver.verdict("alice", "x") is Verdict.PASSWORD_MISMATCH
     assert len(binds) == 3
     assert binds[0] == binds[1] == f"cn=saslauth-no-such-user,{BASE_DN}"
+    # The dummy bind costs the server nothing, so it is padded to what real binds cost.
+    driver.ldap._bind_cost = 0.3
+    started = time.monotonic()
+    assert driver.verdict("mallory", "x") is Verdict.USER_UNKNOWN
+    assert 0.25 < time.monotonic() - started < 1.5
 
 
 @pytest.mark.parametrize("mode", ["bind-search-starttls", "password"])

@@ -14,8 +14,9 @@ Rules that hold in both modes:
 * Several entries for one name: an error (logged; temporary failure), never the first hit.
 * Server down, timeout, broken service account: :class:`~saslauth.errors.BackendError`.
 * An unknown user costs about what a known one does: in bind mode a bind with a DN that does
-  not exist (the server answers invalidCredentials), in password mode a verification against
-  a dummy hash (the last real one seen, so the same scheme and cost).
+  not exist (the server answers invalidCredentials, without hashing), padded with a sleep to
+  the running average of real users' binds; in password mode a verification against a dummy
+  hash (the last real one seen, so the same scheme and cost).
 
 ldap3 is blocking, so all directory work runs on the driver's own pool of ``pool_size``
 threads, each with its own connections (:mod:`saslauth.passdb.ldap_conn`); hashing runs on the
@@ -28,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AsyncExitStack
@@ -45,6 +47,7 @@ log = logging.getLogger("saslauth.passdb")
 T = TypeVar("T")
 
 _DUMMY_RDN = "cn=saslauth-no-such-user"
+MAX_PAD = 1.0  # never make an unknown user wait longer than this for timing's sake
 
 
 @final
@@ -66,6 +69,8 @@ class Ldap:
         # for a real user (invalidCredentials) without any entry ever matching.
         self._dummy_dn = f"{_DUMMY_RDN},{settings.base}" if settings.base else _DUMMY_RDN
         self._dummy_hash = schemes.generate("SHA512-CRYPT", os.urandom(12).hex().encode())
+        self._bind_cost: float | None = None
+        self._overshoot = 0.0  # how late asyncio.sleep() wakes up, learnt as we go
 
     async def start(self, stack: AsyncExitStack) -> None:
         stack.callback(self.close)
@@ -107,22 +112,46 @@ class Ldap:
 
     # ---- bind mode (blocking: one thread hop per request) ---------------------------------------
 
-    def _bind_mode(self, user: str, password: bytes) -> Lookup:
+    def _user_bind(self, dn: str, password: bytes) -> Lookup:
+        started = time.monotonic()
+        ok, why = self._directory.bind(dn, password)
+        took = time.monotonic() - started
+        # Running average of what a real user's bind costs (the server hashes the password).
+        self._bind_cost = took if self._bind_cost is None else 0.9 * self._bind_cost + 0.1 * took
+        return self._lookup(Verdict.OK) if ok else self._lookup(Verdict.PASSWORD_MISMATCH, why)
+
+    def _dummy_bind(self, password: bytes) -> float:
+        """Bind with a DN that does not exist; return how much shorter than a real bind it was.
+
+        The server answers invalidCredentials at once, without hashing anything, so the
+        caller sleeps the difference (asynchronously) to look like a real user's bind.
+        """
+        started = time.monotonic()
+        self._directory.bind(self._dummy_dn, password)
+        took = time.monotonic() - started
+        return min(max(0.0, (self._bind_cost or 0.0) - took), MAX_PAD)
+
+    def _bind_mode(self, user: str, password: bytes) -> tuple[Lookup, float]:
         if self.settings.user_dn is not None:
-            dn = expand_dn(self.settings.user_dn, user)
-            # The server cannot tell us apart "no such DN" from "wrong password" here.
-            ok, why = self._directory.bind(dn, password)
-            return self._lookup(Verdict.OK) if ok else self._lookup(
-                Verdict.PASSWORD_MISMATCH, why
-            )
+            # The server cannot tell "no such DN" from "wrong password" here, nor can we.
+            return self._user_bind(expand_dn(self.settings.user_dn, user), password), 0.0
         entries = self._find(user, [])
         if len(entries) > 1:
-            return self._several(user, entries)
+            return self._several(user, entries), 0.0
         if not entries:
-            self._directory.bind(self._dummy_dn, password)  # same cost as a real bind
-            return self._lookup(Verdict.USER_UNKNOWN)
-        ok, why = self._directory.bind(entries[0][0], password)
-        return self._lookup(Verdict.OK) if ok else self._lookup(Verdict.PASSWORD_MISMATCH, why)
+            return self._lookup(Verdict.USER_UNKNOWN), self._dummy_bind(password)
+        return self._user_bind(entries[0][0], password), 0.0
+
+    async def _bind_request(self, call: Callable[[], tuple[Lookup, float]]) -> Lookup:
+        lookup, pad = await self._run(call)
+        if pad:
+            # Waking up from a sleep takes a while on a busy loop: aim that much earlier.
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await asyncio.sleep(max(0.0, pad - self._overshoot))
+            late = loop.time() - started - pad
+            self._overshoot = min(max(0.0, self._overshoot + 0.1 * late), 0.05)
+        return lookup
 
     # ---- password mode --------------------------------------------------------------------------
 
@@ -177,9 +206,13 @@ class Ldap:
         if not directory_safe(user):
             if self.settings.auth == "password":
                 await self._dummy_check(password, user)
-            else:
-                await self._run(lambda: self._directory.bind(self._dummy_dn, password))
-            return self._lookup(Verdict.USER_UNKNOWN, "name the directory would fold")
+                return self._lookup(Verdict.USER_UNKNOWN, "name the directory would fold")
+            return await self._bind_request(
+                lambda: (
+                    self._lookup(Verdict.USER_UNKNOWN, "name the directory would fold"),
+                    self._dummy_bind(password),
+                )
+            )
         if self.settings.auth == "password":
             return await self._password_mode(user, password)
-        return await self._run(lambda: self._bind_mode(user, password))
+        return await self._bind_request(lambda: self._bind_mode(user, password))
