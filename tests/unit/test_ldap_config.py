@@ -114,3 +114,11 @@ def test_loopback_plaintext_and_anonymous_password_mode_notes() -> None:
     assert s.warnings() == []
     anonymous = parse("    uris: [ldap://localhost]\n    base: b\n    auth: password\n")
     assert any("anonymously" in n for n in anonymous.warnings())
+
+
+def test_example_config_is_valid() -> None:
+    example = Path(__file__).parents[2] / "examples" / "saslauth-ldap.yaml"
+    settings = config.load(example).passdb[0]
+    assert isinstance(settings, config.LdapSettings)
+    assert settings.tls_mode == "starttls" and settings.auth == "bind"
+    assert settings.filter == "(&(objectClass=posixAccount)(uid=%n))"
