@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import encodings.unicode_escape  # noqa: F401 - kv() needs it after privileges are dropped
+import encodings.unicode_escape  # noqa: F401 - kv() needs it after the privilege drop
 import logging
 import os
 import sys
