@@ -145,7 +145,3 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_TEMP
     print(text)
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
