@@ -161,7 +161,7 @@ class PasswdFileSettings(DriverSettings):
 class LdapSettings(LdapKeys, DriverSettings):
     driver: Literal["ldap"]
     connect_timeout: Duration = 2.0
-    timeout: Duration = 5.0  # per operation
+    timeout: Duration = 3.0  # per operation; leaves room for one fail-over within 7 s
 
 
 # One entry per driver; the tag is the ``driver`` key.

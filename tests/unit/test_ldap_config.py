@@ -38,7 +38,7 @@ def test_defaults() -> None:
     s = parse("    uris: [ldap://ldap.example.org]\n    base: dc=example,dc=org\n")
     assert s.auth == "bind" and s.tls_mode == "starttls" and s.tls_verify
     assert s.filter == "(&(objectClass=posixAccount)(uid=%u))"
-    assert (s.connect_timeout, s.timeout, s.pool_size) == (2.0, 5.0, 4)
+    assert (s.connect_timeout, s.timeout, s.pool_size) == (2.0, 3.0, 4)
     assert s.password_attribute == "userPassword" and s.scope == "subtree"
     assert s.label == "ldap:ldap://ldap.example.org"
     assert s.warnings() == []

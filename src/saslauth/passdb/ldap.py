@@ -42,11 +42,13 @@ from saslauth.passdb import Lookup, Verdict
 from saslauth.passdb.ldap_conn import Directory, Entry
 from saslauth.passdb.ldap_template import directory_safe, expand_dn, expand_filter
 from saslauth.verifier import VerifyRequest
+from saslauth.verifier.client import REPLY_TIMEOUT
 
 log = logging.getLogger("saslauth.passdb")
 T = TypeVar("T")
 
 _DUMMY_RDN = "cn=saslauth-no-such-user"
+MAX_REQUEST_TIME = REPLY_TIMEOUT - 0.5
 MAX_PAD = 1.0  # never make an unknown user wait longer than this for timing's sake
 
 
@@ -61,9 +63,12 @@ class Ldap:
         self._directory = Directory(settings)
         self._pool = ThreadPoolExecutor(settings.pool_size, thread_name_prefix="ldap")
         # Worst case of one request: every URI's connect for both connections, then the
-        # search and the bind (each may be retried once on a fresh connection).
-        self._deadline = (
-            2 * settings.connect_timeout * len(settings.uris) + 4 * settings.timeout + 1.0
+        # search and the bind (each may be retried once on a fresh connection) -- but never
+        # longer than the front waits for the verifier: past that, nobody reads the answer,
+        # and giving up frees the queue (work not yet started is dropped).
+        self._deadline = min(
+            2 * settings.connect_timeout * len(settings.uris) + 4 * settings.timeout + 1.0,
+            MAX_REQUEST_TIME,
         )
         # Dummy bind DN for unknown users: under the search base, so the server answers like
         # for a real user (invalidCredentials) without any entry ever matching.
