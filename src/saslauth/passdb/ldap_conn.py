@@ -219,7 +219,7 @@ class Directory:
                     size_limit=2,
                     time_limit=self._receive_timeout,
                 )
-            except LDAPException as exc:
+            except (LDAPException, OSError) as exc:
                 self._drop("service")
                 if attempt == 2:
                     raise BackendError(f"search failed: {exc}") from None
@@ -247,7 +247,7 @@ class Directory:
             conn.authentication = ldap3.SIMPLE
             try:
                 ok = conn.bind(read_server_info=False)
-            except LDAPException as exc:
+            except (LDAPException, OSError) as exc:
                 self._drop("auth")
                 if attempt == 2:
                     raise BackendError(f"bind failed: {exc}") from None
