@@ -24,6 +24,7 @@ from pydantic import (
 from saslauth.errors import ConfigError
 from saslauth.settings.base import DriverSettings, Duration, Model, absolute
 from saslauth.settings.imap import ImapSettings
+from saslauth.settings.ldap import LdapSettings
 from saslauth.settings.passwd_file import PasswdFileSettings
 from saslauth.settings.sql import SqlSettings
 from saslauth.settings.system import PamSettings, ShadowSettings, SystemAccountSettings
@@ -35,6 +36,7 @@ __all__ = [
     "DriverSettings",
     "Duration",
     "ImapSettings",
+    "LdapSettings",
     "Model",
     "PamSettings",
     "PassdbSettings",
@@ -113,10 +115,15 @@ class VerifierSettings(Model):
 # One entry per driver; the tag is the ``driver`` key.  A new driver: a settings module in
 # saslauth/settings/, a member here, a tag below and a line in saslauth/passdb/registry.py.
 PassdbSettings = Annotated[
-    PasswdFileSettings | ShadowSettings | PamSettings | ImapSettings | SqlSettings,
+    PasswdFileSettings
+    | ShadowSettings
+    | PamSettings
+    | ImapSettings
+    | SqlSettings
+    | LdapSettings,
     Field(discriminator="driver"),
 ]
-_DRIVER_TAGS = frozenset({"passwd-file", "shadow", "pam", "imap", "sql"})
+_DRIVER_TAGS = frozenset({"passwd-file", "shadow", "pam", "imap", "sql", "ldap"})
 
 
 class Config(Model):

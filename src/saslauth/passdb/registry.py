@@ -21,6 +21,7 @@ DRIVERS: dict[str, str] = {
     "pam": "saslauth.passdb.pam:Pam",
     "imap": "saslauth.passdb.imap:Imap",
     "sql": "saslauth.passdb.sql.driver:SqlPassDB",
+    "ldap": "saslauth.passdb.ldap:Ldap",
 }
 
 
