@@ -22,10 +22,12 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
 from saslauth.errors import ConfigError
+from saslauth.limits.settings import LimitsSettings
 from saslauth.usernames import DEFAULT_ALLOWED_CHARS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -172,6 +174,7 @@ class Config(_Model):
     verifier: VerifierSettings = VerifierSettings()
     passdb: tuple[PassdbSettings, ...] = Field(min_length=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    limits: LimitsSettings | None = None  # absent: no limits (README, "Abuse resistance")
 
     @field_validator("mechanisms")
     @classmethod
@@ -192,6 +195,14 @@ class Config(_Model):
     def _delay(cls, value: float) -> float:
         if value >= 10:
             raise ValueError("must be under 10s: Postfix gives up on the auth server after 10 s")
+        return value
+
+    @field_validator("limits")
+    @classmethod
+    def _limits(cls, value: LimitsSettings | None, info: ValidationInfo) -> LimitsSettings | None:
+        failure_delay = info.data.get("failure_delay")
+        if value is not None and isinstance(failure_delay, float):
+            value.check_failure_delay(failure_delay)
         return value
 
     @field_validator("user")

@@ -22,6 +22,8 @@ from typing import Any
 
 from saslauth import logs
 from saslauth.config import Config
+from saslauth.limits.limiter import limiter_for
+from saslauth.limits.limiter import preload as limits_preload
 from saslauth.session import Session, SessionSettings
 from saslauth.usernames import UsernamePolicy
 from saslauth.verifier.client import VerifierClient
@@ -193,6 +195,7 @@ def session_settings(config: Config) -> SessionSettings:
         failure_delay=config.failure_delay,
         tempfail=config.tempfail,
         spid=os.getpid(),
+        limiter=limiter_for(config.limits, config.failure_delay),
     )
 
 
@@ -206,6 +209,7 @@ def preload(config: Config) -> None:
     import encodings.latin_1
     import encodings.utf_8  # noqa: F401
 
+    limits_preload(config.limits)
     session_settings(config)
 
 
