@@ -4,6 +4,8 @@ A *score* counts distinct failed guesses.  It leaks linearly at ``refuse / windo
 second, so a client can make ``refuse`` guesses per ``window`` in the long run, plus the
 initial burst.  Before an attempt, the scores that apply decide:
 
+A failure counts (rounded up) until it has leaked away completely.
+
 * ``score >= refuse`` -> refused at once, nothing is verified;
 * ``score >= free`` -> delayed by ``base_delay * 2 ** (score - free)``;
 * the delay is capped so that delay + failure delay never exceeds ``max_delay``.
@@ -16,6 +18,7 @@ working while one of them types a wrong password.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from saslauth.limits.settings import LimitsSettings, Rule
@@ -28,6 +31,11 @@ def leak_rate(rule: Rule) -> float:
 def decayed(value: float, at: float, now: float, rate: float) -> float:
     """The score ``value`` recorded at ``at``, seen at ``now`` (a clock going back is no leak)."""
     return max(0.0, value - max(0.0, now - at) * rate)
+
+
+def failures(score: float) -> int:
+    """A leaking score as a count: a failure counts until it has leaked away completely."""
+    return max(0, math.ceil(score - 1e-6))
 
 
 def delay_for(score: float, rule: Rule, base: float) -> float:
@@ -69,10 +77,10 @@ ALLOW = Decision()
 
 def decide(snapshot: Snapshot, settings: LimitsSettings, failure_delay: float) -> Decision:
     cap = max(0.0, settings.max_delay - failure_delay)
-    scored: list[tuple[str, float, Rule]] = [("pair", snapshot.pair, settings.pair)]
+    scored: list[tuple[str, int, Rule]] = [("pair", failures(snapshot.pair), settings.pair)]
     if not snapshot.recent_success:
-        scored.append(("network", snapshot.network, settings.network))
-        scored.append(("user", snapshot.user, settings.user))
+        scored.append(("network", failures(snapshot.network), settings.network))
+        scored.append(("user", failures(snapshot.user), settings.user))
     for name, score, rule in scored:
         if score >= rule.refuse:
             return Decision(refused=True, reason=name)
