@@ -365,3 +365,22 @@ def test_config_rejects_delays_postfix_would_not_wait_for() -> None:
     assert any("free must not exceed refuse" in e
                for e in _errors("limits: {user: {free: 5, refuse: 2, window: 1h}}\n"))
     assert any("limits.nonsense" in e for e in _errors("limits: {nonsense: 1}\n"))
+
+
+def test_parallel_attempts_count_while_in_flight() -> None:
+    limiter = Limiter(FAST, 0.2)
+
+    def inner(request: VerifyRequest) -> asyncio.Future[Lookup]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Lookup] = loop.create_future()
+        loop.call_later(0.05, future.set_result, Lookup(Verdict.PASSWORD_MISMATCH))
+        return future
+
+    async def go() -> list[Lookup]:
+        return list(await asyncio.gather(
+            *(limiter.verify(inner, req("alice", f"p{i}")) for i in range(8))
+        ))
+
+    lookups = run(go())
+    assert sum(lookup.verdict is Verdict.RATE_LIMITED for lookup in lookups) == 5
+    assert limiter._inflight == {}

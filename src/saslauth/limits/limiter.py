@@ -55,6 +55,9 @@ class Limiter:
         self._recent: Bounded[list[tuple[bytes, float]]] = Bounded(settings.max_entries)
         self._passwords: Bounded[dict[str, float]] = Bounded(settings.max_entries)
         self._tasks: set[asyncio.Future[Any]] = set()
+        # Attempts checked but not yet decided count as failures in the making, so parallel
+        # connections cannot all slip through between the check and the record.
+        self._inflight: dict[str, int] = {}
 
     # ---- decisions ------------------------------------------------------------------------
     def keys(self, request: VerifyRequest) -> Keys | None:
@@ -76,8 +79,27 @@ class Limiter:
         sprayed = self._passwords.get(self._password_key(request), now)
         window = self.settings.spray_password.window
         sprays = distinct_count(sprayed, now, window)
-        snapshot = dataclasses.replace(snapshot, spray_password=sprays)
+        n = self._inflight.get
+        snapshot = dataclasses.replace(
+            snapshot,
+            network=snapshot.network + n(keys.network, 0),
+            user=snapshot.user + n(keys.user, 0),
+            pair=snapshot.pair + n(keys.pair, 0),
+            spray_users=snapshot.spray_users + n(keys.users, 0),
+            spray_password=sprays + n(self._password_key(request), 0),
+        )
         return keys, decide(snapshot, self.settings, self.failure_delay)
+
+    def _claims(self, keys: Keys, request: VerifyRequest) -> tuple[str, ...]:
+        return (keys.network, keys.user, keys.pair, keys.users, self._password_key(request))
+
+    def _claim(self, claims: tuple[str, ...], step: int) -> None:
+        for claim in claims:
+            count = self._inflight.get(claim, 0) + step
+            if count > 0:
+                self._inflight[claim] = count
+            else:
+                self._inflight.pop(claim, None)
 
     async def snapshot(self, request: VerifyRequest) -> Snapshot:
         """The current counts for a request (tests and diagnostics)."""
@@ -144,16 +166,21 @@ class Limiter:
         if decision.refused:
             _resolve(future, Lookup(Verdict.RATE_LIMITED, limited=decision.log_text))
             return
-        if decision.delay > 0:
-            await asyncio.sleep(decision.delay)
+        claims = self._claims(keys, request) if keys is not None else ()
+        self._claim(claims, +1)
         try:
+            if decision.delay > 0:
+                await asyncio.sleep(decision.delay)
             lookup = await self._verified(inner, request, started if decision.delay else None)
-        except Exception as exc:
+        except BaseException as exc:
+            self._claim(claims, -1)
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the daemon is stopping
             if not future.done():
                 future.set_exception(exc)
             return
         if keys is not None:
-            self._spawn(self._record(keys, request, lookup))
+            self._spawn(self._record(keys, request, lookup, claims))
         if decision.delay > 0 and lookup.verdict is not Verdict.OK and not lookup.nodelay:
             # Penalty + failure delay, as Dovecot does; the session then answers at once.
             await asyncio.sleep(started + decision.delay + self.failure_delay - time.monotonic())
@@ -172,11 +199,15 @@ class Limiter:
         except TimeoutError:
             return Lookup(Verdict.INTERNAL_FAILURE, log_reason="no answer within limits.max_delay")
 
-    async def _record(self, keys: Keys, request: VerifyRequest, lookup: Lookup) -> None:
+    async def _record(
+        self, keys: Keys, request: VerifyRequest, lookup: Lookup, claims: tuple[str, ...]
+    ) -> None:
         try:
             await self.record(keys, request, lookup)
         except Exception:
             log.exception("limits: recording the attempt failed")
+        finally:
+            self._claim(claims, -1)
 
     async def close(self) -> None:
         for task in list(self._tasks):
