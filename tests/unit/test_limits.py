@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections.abc import Coroutine
@@ -15,12 +16,19 @@ from saslauth.errors import ConfigError
 from saslauth.limits.keys import Fingerprints, Keys, client_network
 from saslauth.limits.limiter import Limiter
 from saslauth.limits.policy import Decision, Snapshot, decayed, decide, delay_for
-from saslauth.limits.settings import LimitsSettings, Rule
+from saslauth.limits.settings import Distinct, LimitsSettings, Rule
 from saslauth.passdb import Lookup, Verdict
 from saslauth.verifier import VerifyRequest
 
 FD = 2.0  # failure_delay
-S = LimitsSettings()  # the documented defaults
+# Explicit rules, so the tests do not move with the defaults.
+S = LimitsSettings(
+    network=Rule(free=5, refuse=30, window=600),
+    user=Rule(free=3, refuse=10, window=3600),
+    pair=Rule(free=2, refuse=10, window=600),
+    spray_users=Distinct(refuse=10, window=600),
+    spray_password=Distinct(refuse=10, window=3600),
+)
 
 
 class Clock:
@@ -216,8 +224,11 @@ def test_distinct_users_from_one_network() -> None:
 
 
 def test_trusted_networks_and_ipv6_grouping_and_no_rip() -> None:
-    settings = LimitsSettings.model_validate(
-        {"trusted_networks": ["10.0.0.0/8"], "spray_users": {"refuse": 1000, "window": 600}}
+    settings = S.model_copy(
+        update={
+            "trusted_networks": (ipaddress.ip_network("10.0.0.0/8"),),
+            "spray_users": Distinct(refuse=1000, window=600),
+        }
     )
     limiter = Limiter(settings, FD, clock=Clock())
 
@@ -256,7 +267,9 @@ def test_tempfail_and_nodelay_are_not_guesses() -> None:
 
 
 # ---- the verify wrapper (real, short delays) -----------------------------------------------
-FAST = LimitsSettings(max_delay=0.6, base_delay=0.1, pair=Rule(free=1, refuse=3, window=600))
+FAST = S.model_copy(
+    update={"max_delay": 0.6, "base_delay": 0.1, "pair": Rule(free=1, refuse=3, window=600)}
+)
 
 
 def test_wrapper_delays_refuses_and_never_exceeds_max_delay() -> None:
@@ -343,6 +356,13 @@ def _errors(text: str) -> list[str]:
     with pytest.raises(ConfigError) as info:
         config.parse(BASE + text, "s.yaml")
     return [f"{key}: {message}" for _f, _l, key, message in info.value.problems]
+
+
+def test_defaults_never_let_one_user_slow_down_a_shared_address() -> None:
+    defaults = LimitsSettings()
+    assert defaults.network.free >= defaults.pair.refuse
+    assert defaults.network.free >= defaults.user.refuse
+    assert defaults.max_delay < 10
 
 
 def test_config_defaults_and_absence() -> None:

@@ -73,12 +73,13 @@ class LimitsSettings(_Model):
     ipv4_prefix: int = Field(default=32, ge=8, le=32)
     ipv6_prefix: int = Field(default=64, ge=16, le=128)
     trusted_networks: tuple[Network, ...] = ()
-    network: Rule = Rule(free=5, refuse=30, window=600.0)
+    # network.free >= pair.refuse: one user's wrong passwords alone never slow a shared address
+    network: Rule = Rule(free=10, refuse=50, window=600.0)
     user: Rule = Rule(free=3, refuse=10, window=3600.0)
-    pair: Rule = Rule(free=2, refuse=10, window=600.0)
-    spray_users: Distinct = Distinct(refuse=10, window=600.0)
+    pair: Rule = Rule(free=3, refuse=10, window=600.0)
+    spray_users: Distinct = Distinct(refuse=20, window=600.0)
     spray_password: Distinct = Distinct(refuse=10, window=3600.0)
-    remember_success: Window = 86400.0
+    remember_success: Window = 7 * 86400.0
     repeat_memory: int = Field(default=8, ge=1, le=64)
     max_entries: int = Field(default=100_000, ge=100)
 
