@@ -55,9 +55,11 @@ class Limiter:
         self._recent: Bounded[list[tuple[bytes, float]]] = Bounded(settings.max_entries)
         self._passwords: Bounded[dict[str, float]] = Bounded(settings.max_entries)
         self._tasks: set[asyncio.Future[Any]] = set()
-        # Attempts checked but not yet decided count as failures in the making, so parallel
-        # connections cannot all slip through between the check and the record.
-        self._inflight: dict[str, int] = {}
+        # Attempts checked but not yet decided count as failures in the making (distinct
+        # passwords per pair and per user, distinct users per password), so parallel
+        # connections cannot all slip through between the check and the record.  Not for the
+        # network-wide counts: colleagues logging in at once behind one NAT must not add up.
+        self._inflight: dict[str, dict[bytes, int]] = {}
 
     # ---- decisions ------------------------------------------------------------------------
     def keys(self, request: VerifyRequest) -> Keys | None:
@@ -79,27 +81,36 @@ class Limiter:
         sprayed = self._passwords.get(self._password_key(request), now)
         window = self.settings.spray_password.window
         sprays = distinct_count(sprayed, now, window)
-        n = self._inflight.get
+        def n(key: str) -> int:
+            return len(self._inflight.get(key, ()))
+
         snapshot = dataclasses.replace(
             snapshot,
-            network=snapshot.network + n(keys.network, 0),
-            user=snapshot.user + n(keys.user, 0),
-            pair=snapshot.pair + n(keys.pair, 0),
-            spray_users=snapshot.spray_users + n(keys.users, 0),
-            spray_password=sprays + n(self._password_key(request), 0),
+            user=snapshot.user + n(keys.user),
+            pair=snapshot.pair + n(keys.pair),
+            spray_password=sprays + n("pw:" + self._password_key(request)),
         )
         return keys, decide(snapshot, self.settings, self.failure_delay)
 
-    def _claims(self, keys: Keys, request: VerifyRequest) -> tuple[str, ...]:
-        return (keys.network, keys.user, keys.pair, keys.users, self._password_key(request))
+    def _claims(self, keys: Keys, request: VerifyRequest) -> tuple[tuple[str, bytes], ...]:
+        password = self._fp.of(b"p", request.password)
+        user = request.user.encode("utf-8", "surrogateescape")
+        return (
+            (keys.user, password),
+            (keys.pair, password),
+            ("pw:" + self._password_key(request), user),
+        )
 
-    def _claim(self, claims: tuple[str, ...], step: int) -> None:
-        for claim in claims:
-            count = self._inflight.get(claim, 0) + step
+    def _claim(self, claims: tuple[tuple[str, bytes], ...], step: int) -> None:
+        for key, member in claims:
+            members = self._inflight.setdefault(key, {})
+            count = members.get(member, 0) + step
             if count > 0:
-                self._inflight[claim] = count
+                members[member] = count
             else:
-                self._inflight.pop(claim, None)
+                members.pop(member, None)
+                if not members:
+                    del self._inflight[key]
 
     async def snapshot(self, request: VerifyRequest) -> Snapshot:
         """The current counts for a request (tests and diagnostics)."""
@@ -200,7 +211,11 @@ class Limiter:
             return Lookup(Verdict.INTERNAL_FAILURE, log_reason="no answer within limits.max_delay")
 
     async def _record(
-        self, keys: Keys, request: VerifyRequest, lookup: Lookup, claims: tuple[str, ...]
+        self,
+        keys: Keys,
+        request: VerifyRequest,
+        lookup: Lookup,
+        claims: tuple[tuple[str, bytes], ...],
     ) -> None:
         try:
             await self.record(keys, request, lookup)
