@@ -15,58 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.authclient import AuthClient, plain_b64
+from tests.fixtures.limits import BOUND, LIMITS, OFFICE, Conn, users_file
 from tests.fixtures.ports import public_tmpdir
 from tests.fixtures.saslauth import Saslauth, running, write_config
-
-FAILURE_DELAY, MAX_DELAY = 0.2, 1.0
-BOUND = MAX_DELAY + FAILURE_DELAY  # the issue's hard bound on any reply
-LIMITS = """\
-limits:
-  max_delay: 1s
-  base_delay: 100ms
-  network: {free: 6, refuse: 20, window: 10m}
-  user: {free: 2, refuse: 5, window: 1h}
-  pair: {free: 2, refuse: 5, window: 10m}
-  spray_users: {refuse: 8, window: 10m}
-  spray_password: {refuse: 10, window: 1h}
-"""
-OFFICE = [f"u{i}" for i in range(1, 21)]
-
-
-class Conn:
-    """One Postfix-like connection: one request at a time, each reply timed."""
-
-    def __init__(self, address: str) -> None:
-        self.client = AuthClient.connect(address, timeout=15)
-        self.client.handshake()
-        self.next_id = 0
-        self.times: list[float] = []
-
-    def auth(self, user: str, password: str, rip: str) -> tuple[str, float]:
-        self.next_id += 1
-        start = time.monotonic()
-        self.client.send_line(
-            f"AUTH\t{self.next_id}\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip={rip}"
-            f"\tresp={plain_b64('', user, password)}"
-        )
-        line = self.client.read_line(timeout=15)
-        elapsed = time.monotonic() - start
-        assert line is not None, "no reply within 15 s"
-        self.times.append(elapsed)
-        return line.split("\t")[0], elapsed
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def users_file(directory: Path) -> Path:
-    path = directory / "users"
-    lines = ["alice:{PLAIN}alicepw", "typo:{PLAIN}typopw", "phone:{PLAIN}newpw"]
-    lines += [f"{name}:{{PLAIN}}pw-{name}" for name in OFFICE]
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o644)
-    return path
 
 
 def config_in(directory: Path, extra: str = LIMITS) -> Path:
