@@ -404,3 +404,17 @@ def test_parallel_attempts_count_while_in_flight() -> None:
     lookups = run(go())
     assert sum(lookup.verdict is Verdict.RATE_LIMITED for lookup in lookups) == 5
     assert limiter._inflight == {}
+
+
+def test_simulator_with_the_defaults() -> None:
+    from saslauth.limits.simulate import simulate
+
+    def sim(name: str) -> tuple[float, float, bool]:
+        result = run(simulate(LimitsSettings(), 2.0, name, 30.0, 10))
+        return result.verified / 30.0, result.legit_delay, result.legit_refused
+
+    brute = sim("brute force: 1 address, 1 user")
+    assert brute[0] < 0.6 and brute[1:] == (0.0, False)  # the real user at home: no delay
+    assert sim("spraying: 1 password, 50 addresses")[0] < 0.4
+    assert sim("same wrong password repeated")[1:] == (0.0, False)
+    assert sim("office: one user mistyping (4 pw)")[1:] == (0.0, False)
