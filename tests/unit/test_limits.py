@@ -418,3 +418,12 @@ def test_simulator_with_the_defaults() -> None:
     assert sim("spraying: 1 password, 50 addresses", 3.0)[0] == 10
     assert sim("same wrong password repeated")[1:] == (0.0, False)
     assert sim("office: one user mistyping (4 pw)")[1:] == (0.0, False)
+
+
+def test_example_lists_the_defaults() -> None:
+    import yaml
+
+    from tests.fixtures.saslauth import REPO
+
+    data = yaml.safe_load((REPO / "examples" / "limits.yaml").read_text())["limits"]
+    assert LimitsSettings.model_validate(data) == LimitsSettings()
