@@ -28,7 +28,7 @@ from pydantic import (
 
 from saslauth.errors import ConfigError
 from saslauth.limits.settings import LimitsSettings
-from saslauth.usernames import DEFAULT_ALLOWED_CHARS
+from saslauth.usernames import DEFAULT_ALLOWED_CHARS, DEFAULT_MAX_LENGTH
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -57,6 +57,7 @@ class UsernameSettings(_Model):
     lowercase: bool = True
     allowed_chars: str = DEFAULT_ALLOWED_CHARS
     default_domain: str = ""
+    max_length: int = Field(default=DEFAULT_MAX_LENGTH, ge=1, le=4096)  # Dovecot: no limit
 
 
 class UnixListener(_Model):

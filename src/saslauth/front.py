@@ -188,6 +188,7 @@ def session_settings(config: Config) -> SessionSettings:
         lowercase=usernames.lowercase,
         allowed_chars=frozenset(usernames.allowed_chars),
         default_domain=usernames.default_domain,
+        max_length=usernames.max_length,
     )
     return SessionSettings.create(
         config.mechanisms,

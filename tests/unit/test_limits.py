@@ -427,3 +427,17 @@ def test_example_lists_the_defaults() -> None:
 
     data = yaml.safe_load((REPO / "examples" / "limits.yaml").read_text())["limits"]
     assert LimitsSettings.model_validate(data) == LimitsSettings()
+
+
+# ---- username hygiene (before any backend or limiter sees a name) -------------------------
+def test_usernames_too_long_or_not_utf8_are_refused() -> None:
+    from saslauth.usernames import UsernamePolicy
+    from saslauth.wire import decode_text
+
+    policy = UsernamePolicy(allowed_chars=frozenset(map(chr, range(32, 0x3000))))
+    assert policy.identify("a" * 255).valid
+    assert not policy.identify("a" * 256).valid
+    assert not UsernamePolicy(max_length=10, default_domain="example.org").identify("bob").valid
+    assert policy.identify(decode_text("jürgen".encode())).valid
+    bad = decode_text(b"j\xfcrgen")  # Latin-1, not UTF-8
+    assert not policy.identify(bad).valid and policy.identify(bad).original == bad
