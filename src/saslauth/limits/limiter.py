@@ -190,12 +190,18 @@ class Limiter:
             if not future.done():
                 future.set_exception(exc)
             return
-        if keys is not None:
-            self._spawn(self._record(keys, request, lookup, claims))
+        text = decision.log_text
+        answer = lookup if text is None else dataclasses.replace(lookup, limited=text)
         if decision.delay > 0 and lookup.verdict is not Verdict.OK and not lookup.nodelay:
             # Penalty + failure delay, as Dovecot does; the session then answers at once.
+            if keys is not None:
+                await self._record(keys, request, lookup, claims)
             await asyncio.sleep(started + decision.delay + self.failure_delay - time.monotonic())
-        _resolve(future, dataclasses.replace(lookup, limited=decision.log_text))
+            _resolve(future, answer)
+            return
+        _resolve(future, answer)  # answer first, then record (Redis may take a moment)
+        if keys is not None:
+            await self._record(keys, request, lookup, claims)
 
     async def _verified(
         self, inner: Verify, request: VerifyRequest, budget_from: float | None
