@@ -58,6 +58,7 @@ class UsernameSettings(_Model):
     allowed_chars: str = DEFAULT_ALLOWED_CHARS
     default_domain: str = ""
     max_length: int = Field(default=DEFAULT_MAX_LENGTH, ge=1, le=4096)  # Dovecot: no limit
+    saslprep: bool = False  # RFC 4013 on names and passwords (Dovecot does not)
 
 
 class UnixListener(_Model):
@@ -201,9 +202,8 @@ class Config(_Model):
     @field_validator("limits")
     @classmethod
     def _limits(cls, value: LimitsSettings | None, info: ValidationInfo) -> LimitsSettings | None:
-        failure_delay = info.data.get("failure_delay")
-        if value is not None and isinstance(failure_delay, float):
-            value.check_failure_delay(failure_delay)
+        if value is not None and isinstance(delay := info.data.get("failure_delay"), float):
+            value.check_failure_delay(delay)
         return value
 
     @field_validator("user")

@@ -189,6 +189,7 @@ def session_settings(config: Config) -> SessionSettings:
         allowed_chars=frozenset(usernames.allowed_chars),
         default_domain=usernames.default_domain,
         max_length=usernames.max_length,
+        saslprep=usernames.saslprep,
     )
     return SessionSettings.create(
         config.mechanisms,

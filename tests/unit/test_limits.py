@@ -441,3 +441,32 @@ def test_usernames_too_long_or_not_utf8_are_refused() -> None:
     assert policy.identify(decode_text("jürgen".encode())).valid
     bad = decode_text(b"j\xfcrgen")  # Latin-1, not UTF-8
     assert not policy.identify(bad).valid and policy.identify(bad).original == bad
+
+
+def test_saslprep_rfc4013_examples_and_the_option() -> None:
+    from saslauth.saslprep import saslprep, saslprep_bytes
+    from saslauth.usernames import UsernamePolicy
+
+    assert [saslprep(s) for s in ("I\u00adX", "user", "USER", "\u00aa", "\u2168")] == [
+        "IX", "user", "USER", "a", "IX"
+    ]
+    assert saslprep("\u0007") is None and saslprep("\u0627\u0031") is None
+    assert saslprep_bytes(b"caf\xe9") is None and saslprep_bytes("p\u00a0w".encode()) == b"p w"
+    policy = UsernamePolicy(saslprep=True, allowed_chars=frozenset("abcdefIX"))
+    assert policy.identify("I\u00adX").user == "ix" and not policy.identify("a\u0007").valid
+    assert policy.prepare_password("\u2168".encode()) == b"IX"
+    assert UsernamePolicy().prepare_password(b"\xff") == b"\xff"  # off: bytes as sent (Dovecot)
+
+
+def test_saslprep_in_plain_and_login() -> None:
+    from saslauth.mechanisms import Failure, Success
+    from saslauth.mechanisms.login import Login
+    from saslauth.mechanisms.plain import Plain
+    from saslauth.usernames import UsernamePolicy
+    from tests.unit.test_mechanisms import run as drive
+
+    policy = UsernamePolicy(saslprep=True)
+    _, verifies, outcome = drive(Plain(policy), "\0alice\0se\u00adcret".encode(), [])
+    assert [v.password for v in verifies] == [b"secret"] and isinstance(outcome, Success)
+    _, verifies, outcome = drive(Login(policy), b"alice", ["bad\u0007pw".encode()])
+    assert verifies == [] and isinstance(outcome, Failure) and outcome.identity is not None
