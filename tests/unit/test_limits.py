@@ -17,6 +17,7 @@ from saslauth.limits.keys import Fingerprints, Keys, client_network
 from saslauth.limits.limiter import Limiter
 from saslauth.limits.policy import Decision, Snapshot, decayed, decide, delay_for
 from saslauth.limits.settings import Distinct, LimitsSettings, Rule
+from saslauth.limits.store import MemoryStore
 from saslauth.passdb import Lookup, Verdict
 from saslauth.verifier import VerifyRequest
 
@@ -470,3 +471,19 @@ def test_saslprep_in_plain_and_login() -> None:
     assert [v.password for v in verifies] == [b"secret"] and isinstance(outcome, Success)
     _, verifies, outcome = drive(Login(policy), b"alice", ["bad\u0007pw".encode()])
     assert verifies == [] and isinstance(outcome, Failure) and outcome.identity is not None
+
+
+def test_tables_stay_bounded_under_many_addresses() -> None:
+    settings = S.model_copy(update={"max_entries": 100})
+    limiter = Limiter(settings, FD, clock=Clock())
+
+    async def go() -> None:
+        for i in range(1000):
+            rip = f"2001:db8:{i}::1"
+            await attempt(limiter, req(f"u{i}", f"p{i}", rip), Verdict.USER_UNKNOWN)
+
+    run(go())
+    store = limiter.store
+    assert isinstance(store, MemoryStore)
+    assert max(len(store.scores), len(store.sets), len(limiter._recent)) <= 100
+    assert len(limiter._passwords) <= 100

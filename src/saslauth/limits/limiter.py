@@ -145,7 +145,7 @@ class Limiter:
         window = s.spray_password.window
         password_key = self._password_key(request)
         users = self._passwords.get(password_key, now) or {}
-        distinct_add(users, request.user, now, window, max(64, 4 * s.spray_password.refuse))
+        distinct_add(users, request.user, now, window, s.spray_password.refuse)
         self._passwords.put(password_key, users, now + window)
         await self.store.failure(keys, now, network=new_network, user=new_user, pair=new_pair)
 

@@ -117,7 +117,7 @@ class RedisStore:
                 pipe.eval(_ADD, len(score_keys), *score_keys, repr(now), *rates)
             pipe.zadd(users, {user_digest(keys.user_name): now})
             pipe.zremrangebyscore(users, "-inf", now - window)
-            pipe.zremrangebyrank(users, 0, -max(64, 4 * s.spray_users.refuse) - 1)
+            pipe.zremrangebyrank(users, 0, -s.spray_users.refuse - 1)
             pipe.pexpire(users, math.ceil(window * 1000))
             await pipe.execute()
 

@@ -1,7 +1,8 @@
 """The limiter's state: the store interface and the in-memory store.
 
-Every structure is bounded (``max_entries`` keys, least recently used dropped first) and
-entries expire, so an attacker with many addresses or user names cannot grow the daemon.
+Every structure is bounded (``max_entries`` keys per table, least recently used dropped first;
+a distinct-user set keeps at most ``refuse`` members, enough to decide) and entries expire, so
+an attacker with many addresses or user names cannot grow the daemon without bound.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class MemoryStore:
             self._add(keys.pair, s.pair, now)
         window = s.spray_users.window
         members = self.sets.get(keys.users, now) or {}
-        distinct_add(members, keys.user_name, now, window, max(64, 4 * s.spray_users.refuse))
+        distinct_add(members, keys.user_name, now, window, s.spray_users.refuse)
         self.sets.put(keys.users, members, now + window)
 
     async def success(self, keys: Keys, now: float) -> None:
