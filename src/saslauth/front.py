@@ -23,7 +23,6 @@ from typing import Any
 from saslauth import logs
 from saslauth.config import Config
 from saslauth.limits.limiter import limiter_for
-from saslauth.limits.limiter import preload as limits_preload
 from saslauth.session import Session, SessionSettings
 from saslauth.usernames import UsernamePolicy
 from saslauth.verifier.client import VerifierClient
@@ -211,7 +210,6 @@ def preload(config: Config) -> None:
     import encodings.latin_1
     import encodings.utf_8  # noqa: F401
 
-    limits_preload(config.limits)
     session_settings(config)
 
 

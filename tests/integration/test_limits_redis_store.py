@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("redis", reason="redis-py not installed (pip install 'saslauth[redis]')")
+
 from saslauth.limits.keys import Keys, client_network
 from saslauth.limits.policy import Snapshot, failures
 from saslauth.limits.redis_store import FallbackStore, RedisStore

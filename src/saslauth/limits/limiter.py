@@ -254,12 +254,3 @@ def limiter_for(settings: LimitsSettings | None, failure_delay: float) -> Limite
         _LIMITERS[key] = Limiter(settings, failure_delay)
     return _LIMITERS[key]
 
-
-def preload(settings: LimitsSettings | None) -> None:
-    """Import what the limiter needs before the front drops its privileges."""
-    if settings is not None and settings.enabled and settings.backend == "redis":
-        import redis.asyncio
-        import redis.asyncio.retry
-        import redis.backoff  # noqa: F401
-
-        import saslauth.limits.redis_store  # noqa: F401

@@ -6,6 +6,9 @@ store logs once, counts in local memory and tries Redis again after ``redis_retr
 never fails because Redis is down.  Failures are always mirrored into local memory, so an
 outage starts from recent local counts rather than from nothing.  Hosts need synchronised
 clocks (NTP): the scores leak by wall-clock time.
+
+Imported (with redis-py) only for ``backend: redis``, when the front builds its session
+settings: that happens before it drops its privileges, so later imports cannot be refused.
 """
 
 from __future__ import annotations
@@ -14,16 +17,17 @@ import asyncio
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from saslauth.limits.keys import Keys, user_digest
 from saslauth.limits.policy import Snapshot, decayed, leak_rate
 from saslauth.limits.settings import LimitsSettings, Rule
 from saslauth.limits.store import MemoryStore
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 log = logging.getLogger("saslauth.limits")
 
@@ -65,10 +69,6 @@ class RedisStore:
 
     def _client(self) -> Redis:
         if self._redis is None:
-            from redis.asyncio import Redis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-
             timeout = self.settings.redis_timeout
             self._redis = Redis.from_url(
                 self.settings.url or "",
