@@ -18,17 +18,19 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
 from saslauth.errors import ConfigError
+from saslauth.limits.settings import LimitsSettings
 from saslauth.settings.base import DriverSettings, Duration, Model, absolute
 from saslauth.settings.imap import ImapSettings
 from saslauth.settings.ldap import LdapSettings
 from saslauth.settings.passwd_file import PasswdFileSettings
 from saslauth.settings.sql import SqlSettings
 from saslauth.settings.system import PamSettings, ShadowSettings, SystemAccountSettings
-from saslauth.usernames import DEFAULT_ALLOWED_CHARS
+from saslauth.usernames import DEFAULT_ALLOWED_CHARS, DEFAULT_MAX_LENGTH
 
 # Re-exported: drivers and tools import their settings from here.
 __all__ = [
@@ -54,6 +56,8 @@ class UsernameSettings(Model):
     lowercase: bool = True
     allowed_chars: str = DEFAULT_ALLOWED_CHARS
     default_domain: str = ""
+    max_length: int = Field(default=DEFAULT_MAX_LENGTH, ge=1, le=4096)  # Dovecot: no limit
+    saslprep: bool = False  # RFC 4013 on names and passwords (Dovecot does not)
 
 
 class UnixListener(Model):
@@ -136,6 +140,7 @@ class Config(Model):
     verifier: VerifierSettings = VerifierSettings()
     passdb: tuple[PassdbSettings, ...] = Field(min_length=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    limits: LimitsSettings | None = None  # absent: no limits (README, "Abuse resistance")
 
     @field_validator("mechanisms")
     @classmethod
@@ -156,6 +161,13 @@ class Config(Model):
     def _delay(cls, value: float) -> float:
         if value >= 10:
             raise ValueError("must be under 10s: Postfix gives up on the auth server after 10 s")
+        return value
+
+    @field_validator("limits")
+    @classmethod
+    def _limits(cls, value: LimitsSettings | None, info: ValidationInfo) -> LimitsSettings | None:
+        if value is not None and isinstance(delay := info.data.get("failure_delay"), float):
+            value.check_failure_delay(delay)
         return value
 
     @field_validator("user")

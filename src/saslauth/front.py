@@ -23,6 +23,7 @@ from typing import Any
 
 from saslauth import logs, reload
 from saslauth.config import Config
+from saslauth.limits.limiter import limiter_for
 from saslauth.session import Session, SessionSettings
 from saslauth.usernames import UsernamePolicy
 from saslauth.verifier.client import VerifierClient
@@ -228,6 +229,8 @@ def session_settings(config: Config) -> SessionSettings:
         lowercase=usernames.lowercase,
         allowed_chars=frozenset(usernames.allowed_chars),
         default_domain=usernames.default_domain,
+        max_length=usernames.max_length,
+        saslprep=usernames.saslprep,
     )
     return SessionSettings.create(
         config.mechanisms,
@@ -235,6 +238,7 @@ def session_settings(config: Config) -> SessionSettings:
         failure_delay=config.failure_delay,
         tempfail=config.tempfail,
         spid=os.getpid(),
+        limiter=limiter_for(config.limits, config.failure_delay),
     )
 
 

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from saslauth import mechanisms as mech
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
@@ -21,6 +21,9 @@ from saslauth.passdb import Lookup, Verdict
 from saslauth.protocol import ServerConnection
 from saslauth.usernames import Identity, UsernamePolicy
 from saslauth.verifier import VerifyRequest
+
+if TYPE_CHECKING:
+    from saslauth.limits.limiter import Limiter
 
 log = logging.getLogger("saslauth.auth")
 
@@ -35,6 +38,7 @@ class SessionSettings:
     tempfail: Literal["fail", "disconnect"] = "fail"
     spid: int = 0
     mech_lines: list[tuple[str, list[str]]] = field(default_factory=list)
+    limiter: Limiter | None = None  # saslauth.limits: penalties and refusals around verify
 
     @classmethod
     def create(
@@ -163,16 +167,19 @@ class Session(asyncio.Protocol):
             pending.timer = self._loop.call_later(IDLE_TIMEOUT, self._expire, request_id)
             return
         request = pending.request
-        future = self._verify(
-            VerifyRequest(
-                effect.identity.user,
-                effect.password,
-                request.service,
-                request.rip,
-                request.lip,
-                request.secured,
-            )
+        verify_request = VerifyRequest(
+            effect.identity.user,
+            effect.password,
+            request.service,
+            request.rip,
+            request.lip,
+            request.secured,
         )
+        limiter = self.settings.limiter
+        if limiter is None:
+            future = self._verify(verify_request)
+        else:
+            future = limiter.verify(self._verify, verify_request)
         future.add_done_callback(lambda f: self._verified(pending, f))
 
     def _verified(self, pending: _Pending, future: asyncio.Future[Lookup]) -> None:
@@ -255,6 +262,8 @@ class Session(asyncio.Protocol):
         ]
         if lookup is not None and lookup.log_reason:
             parts.append(f"reason={kv(lookup.log_reason)}")
+        if lookup is not None and lookup.limited:
+            parts.append(f"limited={lookup.limited}")
         parts.append(f"latency_ms={(time.monotonic() - pending.started) * 1000:.1f}")
         log.info("auth: %s", " ".join(parts))
 

@@ -1,7 +1,11 @@
 """Username normalisation with Dovecot 2.3's defaults (``auth_request_fix_username``).
 
 Order, as in Dovecot: append ``@default_domain`` when the name has no ``@``; check every
-character against ``allowed_chars``; lower-case; refuse the empty name.  A refused name is
+character against ``allowed_chars``; lower-case; refuse the empty name.  Before the character
+check (and before any backend sees the name), limits Dovecot does not have: valid UTF-8 (bytes
+that are not arrive as surrogate escapes from :func:`saslauth.wire.decode_text`), optionally
+SASLprep (RFC 4013, also applied to passwords), then at most ``max_length`` characters (RFC
+5321 allows 254 in a path).  A refused name is
 reported with ``user=`` and ``original_user=`` both set to the name as received (observed:
 ``FAIL\\t1\\tuser=alice+tag\\toriginal_user=alice+tag``).
 """
@@ -10,8 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from saslauth.saslprep import saslprep, saslprep_bytes
+
 # Dovecot's auth_username_chars default (the digits really are listed with 0 twice).
 DEFAULT_ALLOWED_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@"
+DEFAULT_MAX_LENGTH = 255
+
+
+def _valid_utf8(text: str) -> bool:
+    return not any("\udc80" <= char <= "\udcff" for char in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +45,28 @@ class UsernamePolicy:
     lowercase: bool = True
     allowed_chars: frozenset[str] = field(default=frozenset(DEFAULT_ALLOWED_CHARS))
     default_domain: str = ""
+    max_length: int = DEFAULT_MAX_LENGTH
+    saslprep: bool = False
 
     def identify(self, name: str) -> Identity:
         user = name
         if self.default_domain and "@" not in user:
             user = f"{user}@{self.default_domain}"
+        if not _valid_utf8(user):
+            return Identity(name, name, valid=False)
+        if self.saslprep:
+            prepared = saslprep(user)
+            if prepared is None:
+                return Identity(name, name, valid=False)
+            user = prepared
+        if len(user) > self.max_length:
+            return Identity(name, name, valid=False)
         if not user or not self.allowed_chars.issuperset(user):
             return Identity(name, name, valid=False)
         if self.lowercase:
             user = user.lower()
         return Identity(user, name)
+
+    def prepare_password(self, password: bytes) -> bytes | None:
+        """The password as the passdb should see it; None if SASLprep refuses it."""
+        return saslprep_bytes(password) if self.saslprep else password

@@ -52,7 +52,7 @@ bogus: 1
 """
     assert problems(text) == [
         "s.yaml:1: user: the network-facing process must not run as root",
-        "s.yaml:2: failure_delay: a duration like 2s, 500ms or 1h",
+        "s.yaml:2: failure_delay: a duration like 2s, 500ms, 10m or 1d",
         "s.yaml:4: tempfail: Input should be 'fail' or 'disconnect'",
         "s.yaml:3: mechanisms: unknown mechanism DIGEST-MD5 (known: PLAIN, LOGIN)",
         's.yaml:7: listen.0.mode: an octal mode in quotes, like "0660"',

@@ -43,4 +43,7 @@ class Login:
         password = yield from challenge(b"Password:")
         if b"\x00" in password:
             return Failure(identity)  # Dovecot 2.3.19: the name is known by now (user=alice)
-        return (yield from verify_plain(identity, password))
+        prepared = self._usernames.prepare_password(password)
+        if prepared is None:  # SASLprep (when enabled) refuses it
+            return Failure(identity)
+        return (yield from verify_plain(identity, prepared))

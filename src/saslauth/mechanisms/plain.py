@@ -40,4 +40,7 @@ class Plain:
         if authzid and authzid != authcid:
             # A different authzid is a master-user login; there are no master passdbs (yet).
             return Failure(identity)
-        return (yield from verify_plain(identity, password))
+        prepared = self._usernames.prepare_password(password)
+        if prepared is None:  # SASLprep (when enabled) refuses it
+            return Failure(identity)
+        return (yield from verify_plain(identity, prepared))

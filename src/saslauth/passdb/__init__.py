@@ -22,6 +22,7 @@ class Verdict(enum.Enum):
     SCHEME_NOT_AVAILABLE = "scheme"
     INTERNAL_FAILURE = "tempfail"
     NEXT = "next"
+    RATE_LIMITED = "limited"  # refused by saslauth.limits before any passdb was asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class Lookup:
         extra: passdb extra fields, in order; only OK replies carry them to the client.
         nodelay: answer a failure at once (Dovecot's ``nodelay`` field).
         log_reason: why, for the log only (``account locked``); never sent to the client.
+        limited: the limiter's decision for the log line (``delay:1.50s:network``), or None.
     """
 
     verdict: Verdict
@@ -43,3 +45,4 @@ class Lookup:
     extra: Fields = ()
     nodelay: bool = False
     log_reason: str | None = None
+    limited: str | None = None

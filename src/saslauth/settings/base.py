@@ -14,23 +14,24 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
-def _duration(value: object) -> object:
+def parse_duration(value: object) -> object:
     if isinstance(value, bool):
-        raise ValueError("a duration like 2s, 500ms or 1h")
+        raise ValueError("a duration like 2s, 500ms, 10m or 1d")
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
             return float(match.group(1)) * _UNITS[match.group(2)]
-    raise ValueError("a duration like 2s, 500ms or 1h")
+    raise ValueError("a duration like 2s, 500ms, 10m or 1d")
 
 
-Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Window = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]  # a period: never 0
 
 
 class Model(BaseModel):
