@@ -1,4 +1,4 @@
-"""``saslauth``: serve, check-config, hash."""
+"""``saslauth``: serve, check-config, hash, flush."""
 
 from __future__ import annotations
 
@@ -95,6 +95,14 @@ def cmd_hash(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_flush(args: argparse.Namespace) -> int:
+    from saslauth.flush import flush
+
+    users = [u.lower() if args.lowercase else u for u in args.users]
+    print(flush(users, args.pid))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saslauth", description=__doc__)
     parser.add_argument("--version", action="version", version=f"saslauth {__version__}")
@@ -111,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     hashing.add_argument("-u", "--user", help="user name (for DIGEST-MD5)")
     hashing.add_argument("-r", "--rounds", type=int)
     hashing.set_defaults(func=cmd_hash)
+    flushing = sub.add_parser("flush", help="empty the running daemon's verification cache")
+    flushing.add_argument("users", nargs="*", metavar="USER", help="only these users")
+    flushing.add_argument("--pid", type=int, help="the master's pid (default: the only one)")
+    flushing.add_argument(
+        "--no-lowercase",
+        dest="lowercase",
+        action="store_false",
+        help="do not lower-case USER (when username.lowercase is off)",
+    )
+    flushing.set_defaults(func=cmd_flush)
     return parser
 
 

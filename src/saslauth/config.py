@@ -113,6 +113,14 @@ class VerifierSettings(_Model):
     threads: int = Field(default=0, ge=0, le=256)  # 0: one per CPU core
 
 
+class CacheSettings(_Model):
+    """The verification cache (off unless the ``cache`` key is present); see saslauth.cache."""
+
+    ttl: Duration = 300.0  # a right password is remembered this long
+    negative_ttl: Duration = 30.0  # a wrong one this long
+    size: int = Field(default=10_000, ge=1, le=10_000_000)
+
+
 def _absolute(path: str, base: Path) -> str:
     return path if os.path.isabs(path) else str((base / path).resolve())
 
@@ -170,8 +178,11 @@ class Config(_Model):
     username: UsernameSettings = UsernameSettings()
     listen: tuple[Listener, ...] = Field(min_length=1)
     verifier: VerifierSettings = VerifierSettings()
+    cache: CacheSettings | None = None
     passdb: tuple[PassdbSettings, ...] = Field(min_length=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto: uvloop when it is installed (the saslauth[uvloop] extra), else asyncio's own loop
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
 
     @field_validator("mechanisms")
     @classmethod

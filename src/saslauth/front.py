@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import resource
 import secrets
 import signal
 import socket
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from saslauth import logs
+from saslauth import logs, loops
 from saslauth.config import Config
 from saslauth.session import Session, SessionSettings
 from saslauth.usernames import UsernamePolicy
@@ -123,7 +124,13 @@ class Front:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the master handles reloads
-        log.info("front ready (pid %d, uid %d, gid %d)", os.getpid(), os.getuid(), os.getgid())
+        log.info(
+            "front ready (pid %d, uid %d, gid %d, %s)",
+            os.getpid(),
+            os.getuid(),
+            os.getgid(),
+            loops.name(),
+        )
         await self.stop.wait()
         log.info("stopping: no new connections; finishing requests in flight")
         for server in servers:
@@ -232,6 +239,15 @@ def run_front(
     logs.setup(config.log_level, "front")
     if unprivileged:
         check_unprivileged()
+    raise_nofile_limit()
     front = Front(session_settings(config))
-    asyncio.run(front.run(listeners, verifier, control))
+    loops.run(front.run(listeners, verifier, control), config.event_loop)
     return 0
+
+
+def raise_nofile_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: one descriptor per client connection."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -136,6 +136,7 @@ class Master:
         try:
             for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(signum, signal.SIG_DFL)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the verifier installs its own
             signal.set_wakeup_fd(-1)
             keep_fds = {s.fileno() for s in keep} | {0, 1, 2}
             _close_except(keep_fds)
@@ -277,7 +278,8 @@ class Master:
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         signals: list[int] = []
-        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        handled = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+        for signum in handled:
             signal.signal(signum, lambda n, _f: signals.append(n))
         signal.set_wakeup_fd(wake_w)
         verifier = self.spawn_verifier()
@@ -302,6 +304,8 @@ class Master:
                     self.shutdown()
                 elif received == signal.SIGHUP:
                     log.info("SIGHUP: reload is not supported yet")
+                elif received == signal.SIGUSR1 and self.verifier is not None:
+                    os.kill(self.verifier, signal.SIGUSR1)  # flush the verification cache
             self._reap()
             if self._control is not None:
                 self._control_message()

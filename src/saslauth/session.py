@@ -253,6 +253,8 @@ class Session(asyncio.Protocol):
             f"verdict={verdict}",
             f"backend={kv(lookup.backend) if lookup and lookup.backend else '-'}",
         ]
+        if lookup is not None and lookup.cache:
+            parts.append(f"cache={lookup.cache}")
         if lookup is not None and lookup.log_reason:
             parts.append(f"reason={kv(lookup.log_reason)}")
         parts.append(f"latency_ms={(time.monotonic() - pending.started) * 1000:.1f}")

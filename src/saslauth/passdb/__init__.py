@@ -35,6 +35,8 @@ class Lookup:
         extra: passdb extra fields, in order; only OK replies carry them to the client.
         nodelay: answer a failure at once (Dovecot's ``nodelay`` field).
         log_reason: why, for the log only (``account locked``); never sent to the client.
+        cache: ``hit``/``miss`` when the verification cache was consulted (the log line's
+            ``cache=``), else empty; set by the verifier child, not by drivers.
     """
 
     verdict: Verdict
@@ -43,3 +45,4 @@ class Lookup:
     extra: Fields = ()
     nodelay: bool = False
     log_reason: str | None = None
+    cache: str = ""
