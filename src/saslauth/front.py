@@ -214,6 +214,7 @@ def preload(config: Config) -> None:
     import encodings.utf_8  # noqa: F401
 
     session_settings(config)
+    loops.loop_factory(config.event_loop)  # imports uvloop, if it is to be used
 
 
 def check_unprivileged() -> None:
@@ -241,7 +242,7 @@ def run_front(
         check_unprivileged()
     raise_nofile_limit()
     front = Front(session_settings(config))
-    loops.run(front.run(listeners, verifier, control), config.event_loop)
+    loops.run(lambda: front.run(listeners, verifier, control), config.event_loop)
     return 0
 
 

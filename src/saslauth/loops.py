@@ -31,13 +31,13 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-def run(main: Coroutine[Any, Any, T], choice: str = "auto") -> T:
-    """``asyncio.run(main)`` on the chosen loop."""
+def run(main: Callable[[], Coroutine[Any, Any, T]], choice: str = "auto") -> T:
+    """``asyncio.run(main())`` on the chosen loop."""
     factory = loop_factory(choice)
     if factory is None:
-        return asyncio.run(main)
+        return asyncio.run(main())
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(main)
+        return runner.run(main())
 
 
 def name() -> str:

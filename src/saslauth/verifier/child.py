@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from saslauth import cache as verifycache
 from saslauth import flush, logs, loops, verifier
@@ -62,9 +62,9 @@ class ChildProtocol(asyncio.Protocol):
         self._direct = all(getattr(p, "task_free", False) for p in chain.passdbs)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        transport.write(b"READY\t%d\n" % os.getpid())
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        self._transport = cast(asyncio.Transport, transport)
+        self._transport.write(b"READY\t%d\n" % os.getpid())
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -76,6 +76,7 @@ class ChildProtocol(asyncio.Protocol):
             self._transport.close()
             return
         for seq, request in requests:
+            verifycache.outcome.set("")  # tasks copy this context: each starts with no state
             if self._direct:
                 self._serve_direct(seq, request)
             else:
@@ -89,7 +90,6 @@ class ChildProtocol(asyncio.Protocol):
     def _serve_direct(self, seq: int, request: verifier.VerifyRequest) -> None:
         """Run the chain's first step right here: a cheap scheme or a cache hit finishes in it,
         with no task; only a verification that has to wait (a hash on a thread) gets one."""
-        verifycache.outcome.set("")
         coro = self._chain.verify_plain(request)
         try:
             waiting = coro.send(None)
@@ -184,5 +184,5 @@ def _flush_cache(cache: verifycache.VerifyCache) -> None:
 def run_verifier(sock: socket.socket, config: Config) -> int:
     """Entry point of the forked verifier child."""
     logs.setup(config.log_level, "verifier")
-    loops.run(serve(sock, config), config.event_loop)
+    loops.run(lambda: serve(sock, config), config.event_loop)
     return 0
