@@ -15,7 +15,6 @@ import argparse
 import collections
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -85,7 +84,7 @@ def main() -> int:
         kids = daemon.wait_children()
         spies = {}
         for role, pid in kids.items():
-            out = Path(tempfile.mktemp(prefix=f"spy-{role}-", suffix=".txt", dir=work))
+            out = work / f"spy-{role}.txt"
             spies[role] = (out, subprocess.Popen(
                 ["py-spy", "record", "-p", str(pid), "-f", "raw", "-o", str(out),
                  "-d", str(int(args.seconds)), "-r", str(args.rate), "--nonblocking"],

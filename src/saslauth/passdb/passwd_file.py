@@ -70,8 +70,17 @@ class PasswdFile:
         self._stamp: tuple[int, int, int] | None = None
         self._entries: dict[str, Entry] = {}
         self._dummy = ""
+        self._fresh = False
+
+    def _go_stale(self) -> None:
+        self._fresh = False
 
     def _refresh(self) -> None:
+        # One stat per event-loop turn: the requests of one batch share it.
+        if self._fresh:
+            return
+        self._fresh = True
+        asyncio.get_running_loop().call_soon(self._go_stale)
         path = self.settings.path
         try:
             st = os.stat(path)
@@ -82,6 +91,7 @@ class PasswdFile:
                 text = handle.read()
         except OSError as exc:
             self._stamp = None
+            self._fresh = False  # every request of this turn reports the outage
             raise BackendError(f"cannot read {path}: {exc.strerror}") from None
         self._entries = parse(text, path)
         self._stamp = stamp
