@@ -111,6 +111,8 @@ Listener = Annotated[
 class VerifierSettings(_Model):
     user: str = "root"
     threads: int = Field(default=0, ge=0, le=256)  # 0: one per CPU core
+    # Argon2 hashes at once (each takes 32-64 MiB at Dovecot's defaults); others queue.
+    argon2_limit: int = Field(default=2, ge=1, le=64)
 
 
 class CacheSettings(_Model):

@@ -131,6 +131,9 @@ class ChildProtocol(asyncio.Protocol):
 
 async def serve(sock: socket.socket, config: Config) -> None:
     threads = config.verifier.threads or os.cpu_count() or 2
+    from saslauth import schemes
+
+    schemes.set_argon2_limit(config.verifier.argon2_limit)
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(threads, thread_name_prefix="verify") as executor:
         async with AsyncExitStack() as stack:

@@ -22,6 +22,7 @@ log = logging.getLogger("saslauth.front")
 
 REPLY_TIMEOUT = 7.0  # Postfix gives up after 10 s; leave room for the failure delay
 ATTACH_WAIT = 3.0  # how long a request waits for a replacement verifier
+SWEEP_EVERY = 0.25  # one timer checks every deadline this often (no timer per request)
 
 
 class _Link(asyncio.Protocol):
@@ -58,7 +59,8 @@ class _Link(asyncio.Protocol):
 class VerifierClient:
     def __init__(self, on_broken: Callable[[], None] = lambda: None) -> None:
         self._seq = 0
-        self._pending: dict[int, tuple[asyncio.Future[Lookup], asyncio.TimerHandle]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[Lookup], float]] = {}  # seq -> deadline
+        self._sweeper: asyncio.TimerHandle | None = None
         self._link: _Link | None = None
         self._out = bytearray()
         self._backlog: list[tuple[int, bytes]] = []
@@ -103,9 +105,22 @@ class VerifierClient:
         else:
             timeout = ATTACH_WAIT
             self._backlog.append((seq, data))
-        timer = loop.call_later(timeout, self._timed_out, seq)
-        self._pending[seq] = (future, timer)
+        self._pending[seq] = (future, loop.time() + timeout)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep)
         return future
+
+    def _sweep(self) -> None:
+        """Fail the requests past their deadline; runs only while some are pending."""
+        self._sweeper = None
+        if not self._pending:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for seq in [seq for seq, (_, deadline) in self._pending.items() if deadline <= now]:
+            self._timed_out(seq)
+        if self._pending:
+            self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep)
 
     def _queue(self, data: bytes) -> None:
         if not self._out:
@@ -122,8 +137,7 @@ class VerifierClient:
         entry = self._pending.pop(seq, None)
         if entry is None:
             return  # it timed out already
-        future, timer = entry
-        timer.cancel()
+        future = entry[0]
         if not future.done():
             future.set_result(lookup)
 
@@ -131,8 +145,7 @@ class VerifierClient:
         entry = self._pending.pop(seq, None)
         if entry is None:
             return
-        future, timer = entry
-        timer.cancel()
+        future = entry[0]
         if not future.done():
             future.set_exception(error)
 
