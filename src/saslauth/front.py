@@ -241,9 +241,18 @@ def run_front(
     if unprivileged:
         check_unprivileged()
     raise_nofile_limit()
+    lean_logging()
     front = Front(session_settings(config))
     loops.run(lambda: front.run(listeners, verifier, control), config.event_loop)
     return 0
+
+
+def lean_logging() -> None:
+    """Skip what our log format never shows: the caller's source line (a stack walk per
+    record, see the logging docs' "Optimization"), thread and multiprocessing names."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
 
 
 def raise_nofile_limit() -> None:
