@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from saslauth import logs, loops
+from saslauth import logbatch, logs, loops
 from saslauth.config import Config
 from saslauth.session import Session, SessionSettings
 from saslauth.usernames import UsernamePolicy
@@ -242,8 +242,12 @@ def run_front(
         check_unprivileged()
     raise_nofile_limit()
     lean_logging()
+    streams = logbatch.install()
     front = Front(session_settings(config))
-    loops.run(lambda: front.run(listeners, verifier, control), config.event_loop)
+    try:
+        loops.run(lambda: front.run(listeners, verifier, control), config.event_loop)
+    finally:
+        logbatch.drain(streams)
     return 0
 
 
