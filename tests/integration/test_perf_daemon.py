@@ -95,7 +95,7 @@ def test_cache_makes_repeats_fast_keeps_failure_delay_and_flushes(workdir: Path)
         _login(c, 9, "bob", "bobpw")
         assert _wait_states(daemon, "alice", 6)[-1] == "miss"
         assert _wait_states(daemon, "bob", 3)[-1] == "hit"
-        # saslauth flush (everything), found without --pid when it is the only daemon
+        # saslauth flush (everything); --pid because other daemons may run on this machine
         done = subprocess.run(
             [sys.executable, "-m", "saslauth", "flush", "--pid", str(daemon.proc.pid)],
             capture_output=True, text=True, env=env, timeout=30, check=False,
