@@ -99,7 +99,11 @@ def cmd_flush(args: argparse.Namespace) -> int:
     from saslauth.flush import flush
 
     users = [u.lower() if args.lowercase else u for u in args.users]
-    print(flush(users, args.pid))
+    try:
+        print(flush(users, args.pid))
+    except OSError as exc:  # not allowed to signal the daemon or to write its run directory
+        print(f"saslauth flush: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
