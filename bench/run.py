@@ -421,6 +421,11 @@ def saslauth_log_problems(daemon: Saslauth) -> list[str]:
 # ---- one case ------------------------------------------------------------------------
 
 
+def cache_on(case: Case, args: argparse.Namespace) -> bool:
+    """Whether saslauth runs ``case`` with its verification cache (``--saslauth-cache``)."""
+    return args.saslauth_cache == "all" or (args.saslauth_cache == "repeat" and case.repeat)
+
+
 def run_case(
     case: Case, args: argparse.Namespace, binary: Path, workroot: Path, say: Callable[[str], None]
 ) -> CaseResult:
@@ -438,9 +443,11 @@ def run_case(
     with contextlib.ExitStack() as stack:
         dovecot = start_dovecot_auth(workdir / "dovecot", passwd)
         stack.callback(dovecot.stop)
-        extra = f"log_level: {args.saslauth_log_level}\n"
+        extra = f"log_level: {args.saslauth_log_level}\nevent_loop: {args.event_loop}\n"
         if args.verifier_threads is not None:
             extra += f"verifier:\n  threads: {args.verifier_threads}\n"
+        if cache_on(case, args):
+            extra += f"cache:\n  ttl: 5m\n  negative_ttl: 30s\n  size: {max(args.users, 1000)}\n"
         config = write_config(workdir, passwd, failure_delay="0", extra=extra)
         daemon = start_saslauth(config, workdir / "auth")
         stack.callback(daemon.stop)
@@ -529,6 +536,8 @@ def format_case(res: CaseResult, args: argparse.Namespace) -> str:
         f"   {res.users} users, creds file {res.cred_lines} line(s); hashes: {res.hashing}",
         f"   authbench -c {args.conns} -d {args.depth} -t {args.seconds:g} -w {args.warmup:g} "
         f"-r, {args.rounds} round(s) per server, alternating dovecot/saslauth",
+        f"   saslauth: verification cache {'on' if cache_on(CASES[res.case], args) else 'off'}, "
+        f"event_loop {args.event_loop}; dovecot: default settings (no auth cache)",
         "",
         f"   {'server':<9}{'auth/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
         "   per-run auth/s | p50 ms | p99 ms",
@@ -661,6 +670,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="info",
         choices=("debug", "info", "warning", "error"),
         help="saslauth log_level (info logs one line per authentication)",
+    )
+    p.add_argument(
+        "--saslauth-cache",
+        choices=("off", "repeat", "all"),
+        default="repeat",
+        help="saslauth's verification cache (ttl 5m): off, on for the repeat case only "
+        "(the issue's target), or on for every case",
+    )
+    p.add_argument(
+        "--event-loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="saslauth event_loop (auto: uvloop when installed)",
     )
     p.add_argument(
         "--verifier-threads",

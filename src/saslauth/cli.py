@@ -1,4 +1,4 @@
-"""``saslauth``: serve, check-config, hash."""
+"""``saslauth``: serve, check-config, hash, flush."""
 
 from __future__ import annotations
 
@@ -96,6 +96,18 @@ def cmd_hash(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_flush(args: argparse.Namespace) -> int:
+    from saslauth.flush import flush
+
+    users = [u.lower() if args.lowercase else u for u in args.users]
+    try:
+        print(flush(users, args.pid))
+    except OSError as exc:  # not allowed to signal the daemon or to write its run directory
+        print(f"saslauth flush: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saslauth", description=__doc__)
     parser.add_argument("--version", action="version", version=f"saslauth {__version__}")
@@ -115,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     from saslauth import doctor
 
     doctor.add_parser(sub)
+    flushing = sub.add_parser("flush", help="empty the running daemon's verification cache")
+    flushing.add_argument("users", nargs="*", metavar="USER", help="only these users")
+    flushing.add_argument("--pid", type=int, help="the master's pid (default: the only one)")
+    flushing.add_argument(
+        "--no-lowercase",
+        dest="lowercase",
+        action="store_false",
+        help="do not lower-case USER (when username.lowercase is off)",
+    )
+    flushing.set_defaults(func=cmd_flush)
     return parser
 
 

@@ -114,6 +114,16 @@ Listener = Annotated[
 class VerifierSettings(Model):
     user: str = "root"
     threads: int = Field(default=0, ge=0, le=256)  # 0: one per CPU core
+    # Argon2 hashes at once (each takes 32-64 MiB at Dovecot's defaults); others queue.
+    argon2_limit: int = Field(default=2, ge=1, le=64)
+
+
+class CacheSettings(Model):
+    """The verification cache (off unless the ``cache`` key is present); see saslauth.cache."""
+
+    ttl: Duration = 300.0  # a right password is remembered this long
+    negative_ttl: Duration = 30.0  # a wrong one this long
+    size: int = Field(default=10_000, ge=1, le=10_000_000)
 
 
 # One entry per driver; the tag is the ``driver`` key.  A new driver: a settings module in
@@ -138,9 +148,12 @@ class Config(Model):
     username: UsernameSettings = UsernameSettings()
     listen: tuple[Listener, ...] = Field(min_length=1)
     verifier: VerifierSettings = VerifierSettings()
+    cache: CacheSettings | None = None
     passdb: tuple[PassdbSettings, ...] = Field(min_length=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     limits: LimitsSettings | None = None  # absent: no limits (README, "Abuse resistance")
+    # auto: uvloop when it is installed (the saslauth[uvloop] extra), else asyncio's own loop
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
 
     @field_validator("mechanisms")
     @classmethod

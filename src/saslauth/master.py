@@ -260,7 +260,8 @@ class Master(ReloadMixin):
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         signals: list[int] = []
-        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        handled = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+        for signum in handled:
             signal.signal(signum, lambda n, _f: signals.append(n))
         signal.set_wakeup_fd(wake_w)
         verifier = self.spawn_verifier()
@@ -282,6 +283,8 @@ class Master(ReloadMixin):
                     self.shutdown()
                 elif received == signal.SIGHUP:
                     self.reload()
+                elif received == signal.SIGUSR1 and self.verifier is not None:
+                    os.kill(self.verifier, signal.SIGUSR1)  # flush the verification cache
             self._reap()
             if self._control is not None:
                 self._control_message()

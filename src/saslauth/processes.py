@@ -46,6 +46,7 @@ def fork_child(
     try:
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the verifier installs its own (flush)
         signal.set_wakeup_fd(-1)
         keep_fds = {s.fileno() for s in keep} | {0, 1, 2}
         _close_except(keep_fds)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import socket
 from collections.abc import Iterable
 
 from saslauth import wire
@@ -66,6 +67,11 @@ def _uint(value: bytes, *, nonzero: bool = False) -> int | None:
 
 def _ip(value: str) -> str | None:
     """Unparsable addresses (empty, ``unknown``) are silently ignored, as in Dovecot."""
+    try:  # fast path: a canonical dotted quad is its own normal form
+        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, value)) == value:
+            return value
+    except (OSError, ValueError):
+        pass
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from saslauth import mechanisms as mech
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
@@ -84,9 +84,9 @@ class Session(asyncio.Protocol):
 
     # ---- transport callbacks --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.conn.greeting(self.settings.spid, self._cuid, self._cookie))
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.conn.greeting(self.settings.spid, self._cuid, self._cookie))
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -260,6 +260,8 @@ class Session(asyncio.Protocol):
             f"verdict={verdict}",
             f"backend={kv(lookup.backend) if lookup and lookup.backend else '-'}",
         ]
+        if lookup is not None and lookup.cache:
+            parts.append(f"cache={lookup.cache}")
         if lookup is not None and lookup.log_reason:
             parts.append(f"reason={kv(lookup.log_reason)}")
         if lookup is not None and lookup.limited:

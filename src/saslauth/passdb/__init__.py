@@ -37,6 +37,8 @@ class Lookup:
         nodelay: answer a failure at once (Dovecot's ``nodelay`` field).
         log_reason: why, for the log only (``account locked``); never sent to the client.
         limited: the limiter's decision for the log line (``delay:1.50s:network``), or None.
+        cache: ``hit``/``miss`` when the verification cache was consulted (the log line's
+            ``cache=``), else empty; set by the verifier child, not by drivers.
     """
 
     verdict: Verdict
@@ -46,3 +48,4 @@ class Lookup:
     nodelay: bool = False
     log_reason: str | None = None
     limited: str | None = None
+    cache: str = ""

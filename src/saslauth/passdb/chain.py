@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import ClassVar, Protocol
 
+from saslauth import cache as verifycache
 from saslauth.errors import BackendError
 from saslauth.passdb import Lookup, Verdict
 from saslauth.verifier import VerifyRequest
@@ -79,6 +80,17 @@ def apply_fields(lookup: Lookup, request: VerifyRequest) -> Lookup:
     return replace(lookup, user=user, extra=visible)
 
 
+async def _ask(passdb: PassDB, request: VerifyRequest) -> Lookup:
+    """``passdb.verify_plain``, through the verification cache for drivers that have no stored
+    hash to key it with (those with ``hash_cache = True`` use the cache themselves)."""
+    cache = verifycache.current()
+    if cache is None or getattr(passdb, "hash_cache", False):
+        return await passdb.verify_plain(request)
+    return await verifycache.cached_lookup(
+        cache, passdb.name, request.user, request.password, lambda: passdb.verify_plain(request)
+    )
+
+
 class Chain:
     def __init__(self, passdbs: Sequence[PassDB]) -> None:
         self.passdbs = list(passdbs)
@@ -99,7 +111,7 @@ class Chain:
         failure: Lookup | None = None
         for passdb in self.passdbs:
             try:
-                lookup = await passdb.verify_plain(request)
+                lookup = await _ask(passdb, request)
             except BackendError as exc:
                 log.error("passdb %s: %s", passdb.name, exc)
                 internal = Lookup(

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import collections
 import ssl
+from typing import cast
 
 from saslauth.errors import BackendError
 from saslauth.passdb.imap_wire import (
@@ -38,8 +39,8 @@ class Connection(asyncio.Protocol):
         self._closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:

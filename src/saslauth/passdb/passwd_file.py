@@ -16,6 +16,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import ClassVar, final
 
+from saslauth import cache as verifycache
 from saslauth import schemes
 from saslauth.config import PasswdFileSettings
 from saslauth.errors import BackendError, SchemeError
@@ -59,6 +60,8 @@ def parse(text: str, origin: str) -> dict[str, Entry]:
 @final
 class PasswdFile:
     driver: ClassVar[str] = "passwd-file"
+    hash_cache: ClassVar[bool] = True  # caches by stored hash itself (saslauth.cache)
+    task_free: ClassVar[bool] = True  # verify_plain needs no task of its own (verifier child)
 
     def __init__(self, settings: PasswdFileSettings, executor: Executor) -> None:
         self.settings = settings
@@ -67,8 +70,17 @@ class PasswdFile:
         self._stamp: tuple[int, int, int] | None = None
         self._entries: dict[str, Entry] = {}
         self._dummy = ""
+        self._fresh = False
+
+    def _go_stale(self) -> None:
+        self._fresh = False
 
     def _refresh(self) -> None:
+        # One stat per event-loop turn: the requests of one batch share it.
+        if self._fresh:
+            return
+        self._fresh = True
+        asyncio.get_running_loop().call_soon(self._go_stale)
         path = self.settings.path
         try:
             st = os.stat(path)
@@ -79,6 +91,7 @@ class PasswdFile:
                 text = handle.read()
         except OSError as exc:
             self._stamp = None
+            self._fresh = False  # every request of this turn reports the outage
             raise BackendError(f"cannot read {path}: {exc.strerror}") from None
         self._entries = parse(text, path)
         self._stamp = stamp
@@ -90,11 +103,19 @@ class PasswdFile:
         scheme = self.settings.default_scheme
         if schemes.is_cheap(stored, default_scheme=scheme):
             return schemes.verify(password, stored, user=user, default_scheme=scheme)
+        cache = verifycache.current()
+        if cache is not None:  # keyed with the stored hash: a changed password counts at once
+            cached = cache.check(user, password, stored)
+            if cached is not None:
+                return cached
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
+        matched = await loop.run_in_executor(
             self._executor,
             lambda: schemes.verify(password, stored, user=user, default_scheme=scheme),
         )
+        if cache is not None:
+            cache.remember(user, password, stored, matched)
+        return matched
 
     async def verify_plain(self, request: VerifyRequest) -> Lookup:
         self._refresh()

@@ -6,6 +6,9 @@ fields with Dovecot's tab-escaping (:mod:`saslauth.wire`), at most :data:`MAX_LI
 ``V <seq> <user> <password> <service> <rip> <lip> <secured>``  front -> child
 ``R <seq> <verdict> <user> <backend> <nodelay> <log_reason> [key[=value] ...]``  child -> front
 ``READY <pid>``  child -> front, once, when it can take requests
+
+The reply tag is ``R`` when the verification cache was not consulted, ``R:hit`` or ``R:miss``
+when it was; a reader of the plain ``R`` form needs no change.
 """
 
 from __future__ import annotations
@@ -60,9 +63,13 @@ def decode_request(line: bytes) -> tuple[int, VerifyRequest]:
     )
 
 
+_REPLY_TAGS = {"": b"R", "hit": b"R:hit", "miss": b"R:miss"}
+_CACHE_STATES = {tag: state for state, tag in _REPLY_TAGS.items()}
+
+
 def encode_reply(seq: int, lookup: Lookup) -> bytes:
     parts = [
-        b"R",
+        _REPLY_TAGS.get(lookup.cache, b"R"),
         b"%d" % seq,
         lookup.verdict.value.encode(),
         wire.encode_text(lookup.user or ""),
@@ -78,7 +85,8 @@ def encode_reply(seq: int, lookup: Lookup) -> bytes:
 
 def decode_reply(line: bytes) -> tuple[int, Lookup]:
     fields = wire.split_fields(line)
-    if len(fields) < 7 or fields[0] != b"R" or not fields[1].isdigit():
+    cache = _CACHE_STATES.get(fields[0]) if fields else None
+    if len(fields) < 7 or cache is None or not fields[1].isdigit():
         raise VerifierError("malformed verifier reply")
     verdict = _VERDICTS.get(fields[2].decode("ascii", "replace"))
     if verdict is None:
@@ -95,6 +103,7 @@ def decode_reply(line: bytes) -> tuple[int, Lookup]:
         nodelay=fields[5] == b"1",
         log_reason=text(fields[6]) or None,
         extra=tuple(extra),
+        cache=cache,
     )
 
 

@@ -9,13 +9,20 @@ in a thread pool (they release the GIL).  It opens no network listener and parse
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
+import signal
 import socket
+import types
+from collections.abc import Awaitable, Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
+from dataclasses import replace
+from typing import Any, cast
 
-from saslauth import logs, verifier
+from saslauth import cache as verifycache
+from saslauth import flush, logs, loops, verifier
 from saslauth.config import Config
 from saslauth.errors import VerifierError
 from saslauth.passdb import Lookup, Verdict
@@ -23,6 +30,24 @@ from saslauth.passdb.chain import Chain
 from saslauth.passdb.registry import build_chain
 
 log = logging.getLogger("saslauth.verifier")
+
+
+_INTERNAL = Lookup(Verdict.INTERNAL_FAILURE, log_reason="internal error")
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Lookup], waiting: Any) -> Generator[Any, Any, Lookup]:
+    """Go on with a coroutine whose first step already ran and is waiting on ``waiting``.
+
+    Its task waits for ``waiting`` (an asyncio future, or None for a bare yield) and then
+    resumes the coroutine, which reads the future's result itself.
+    """
+    try:
+        yield waiting
+    except BaseException as exc:  # cancelled while waiting: let the coroutine clean up
+        coro.throw(exc)
+        raise
+    return (yield from coro.__await__())
 
 
 class ChildProtocol(asyncio.Protocol):
@@ -33,11 +58,13 @@ class ChildProtocol(asyncio.Protocol):
         self._out = bytearray()
         self._transport: asyncio.Transport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Drivers that need no task of their own (no asyncio.timeout, ...) allow the direct path.
+        self._direct = all(getattr(p, "task_free", False) for p in chain.passdbs)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        transport.write(b"READY\t%d\n" % os.getpid())
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        self._transport = cast(asyncio.Transport, transport)
+        self._transport.write(b"READY\t%d\n" % os.getpid())
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -49,16 +76,45 @@ class ChildProtocol(asyncio.Protocol):
             self._transport.close()
             return
         for seq, request in requests:
-            task = asyncio.ensure_future(self._serve(seq, request))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            verifycache.outcome.set("")  # tasks copy this context: each starts with no state
+            if self._direct:
+                self._serve_direct(seq, request)
+            else:
+                self._spawn(self._serve(seq, request, self._chain.verify_plain(request)))
 
-    async def _serve(self, seq: int, request: verifier.VerifyRequest) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro, context=contextvars.copy_context())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _serve_direct(self, seq: int, request: verifier.VerifyRequest) -> None:
+        """Run the chain's first step right here: a cheap scheme or a cache hit finishes in it,
+        with no task; only a verification that has to wait (a hash on a thread) gets one."""
+        coro = self._chain.verify_plain(request)
         try:
-            lookup = await self._chain.verify_plain(request)
+            waiting = coro.send(None)
+        except StopIteration as stop:
+            self._reply(seq, stop.value, verifycache.outcome.get())
+            return
         except Exception:
             log.exception("bug while verifying user %s", request.user)
-            lookup = Lookup(Verdict.INTERNAL_FAILURE, log_reason="internal error")
+            self._reply(seq, _INTERNAL, "")
+            return
+        self._spawn(self._serve(seq, request, _resume(coro, waiting)))
+
+    async def _serve(
+        self, seq: int, request: verifier.VerifyRequest, verify: Awaitable[Lookup]
+    ) -> None:
+        try:
+            lookup = await verify
+        except Exception:
+            log.exception("bug while verifying user %s", request.user)
+            lookup = _INTERNAL
+        self._reply(seq, lookup, verifycache.outcome.get())
+
+    def _reply(self, seq: int, lookup: Lookup, cache: str) -> None:
+        if cache:
+            lookup = replace(lookup, cache=cache)
         if not self._out:
             asyncio.get_running_loop().call_soon(self._flush)
         self._out += verifier.encode_reply(seq, lookup)
@@ -75,24 +131,61 @@ class ChildProtocol(asyncio.Protocol):
 
 async def serve(sock: socket.socket, config: Config) -> None:
     threads = config.verifier.threads or os.cpu_count() or 2
+    from saslauth import schemes
+
+    schemes.set_argon2_limit(config.verifier.argon2_limit)
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(threads, thread_name_prefix="verify") as executor:
         async with AsyncExitStack() as stack:
             chain = build_chain(list(config.passdb), executor)
             await chain.start(stack)
+            _start_cache(config, stack)
             done: asyncio.Future[None] = loop.create_future()
             transport, _ = await loop.create_connection(
                 lambda: ChildProtocol(chain, done), sock=sock
             )
             stack.callback(transport.close)
             log.info(
-                "verifier ready (pid %d, uid %d, %d threads)", os.getpid(), os.getuid(), threads
+                "verifier ready (pid %d, uid %d, %d threads, %s)",
+                os.getpid(),
+                os.getuid(),
+                threads,
+                loops.name(),
             )
             await done
+
+
+def _start_cache(config: Config, stack: AsyncExitStack) -> None:
+    """Install the verification cache, if configured, and flush it on SIGUSR1."""
+    if config.cache is None:
+        return
+    settings = config.cache
+    cache = verifycache.VerifyCache(settings.ttl, settings.negative_ttl, settings.size)
+    verifycache.install(cache)
+    stack.callback(verifycache.install, None)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, _flush_cache, cache)
+    stack.callback(loop.remove_signal_handler, signal.SIGUSR1)
+    log.info(
+        "verification cache on: ttl %gs, negative_ttl %gs, size %d",
+        settings.ttl,
+        settings.negative_ttl,
+        settings.size,
+    )
+
+
+def _flush_cache(cache: verifycache.VerifyCache) -> None:
+    users = flush.take_request(os.getppid())
+    if users is None:
+        count = cache.flush()
+        log.info("cache flushed: %d entries (all users)", count)
+        return
+    count = sum(cache.flush(user) for user in users)
+    log.info("cache flushed: %d entries of %d user(s)", count, len(users))
 
 
 def run_verifier(sock: socket.socket, config: Config) -> int:
     """Entry point of the forked verifier child."""
     logs.setup(config.log_level, "verifier")
-    asyncio.run(serve(sock, config))
+    loops.run(lambda: serve(sock, config), config.event_loop)
     return 0

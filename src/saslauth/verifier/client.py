@@ -17,6 +17,7 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from saslauth import verifier
 from saslauth.errors import VerifierError
@@ -26,6 +27,7 @@ log = logging.getLogger("saslauth.front")
 
 REPLY_TIMEOUT = 7.0  # Postfix gives up after 10 s; leave room for the failure delay
 ATTACH_WAIT = 3.0  # how long a request waits for a replacement verifier
+SWEEP_EVERY = 0.25  # one timer checks every deadline this often (no timer per request)
 
 
 class _Link(asyncio.Protocol):
@@ -39,8 +41,8 @@ class _Link(asyncio.Protocol):
         self.retiring = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -69,7 +71,7 @@ class _Link(asyncio.Protocol):
 @dataclass(slots=True)
 class _Entry:
     future: asyncio.Future[Lookup]
-    timer: asyncio.TimerHandle
+    deadline: float  # loop time after which the request fails (checked by the sweeper)
     link: _Link | None = field(default=None)
 
 
@@ -77,6 +79,7 @@ class VerifierClient:
     def __init__(self, on_broken: Callable[[], None] = lambda: None) -> None:
         self._seq = 0
         self._pending: dict[int, _Entry] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         self._link: _Link | None = None
         self._queued: list[tuple[int, bytes]] = []  # not yet written to any child
         self._on_broken = on_broken
@@ -135,8 +138,9 @@ class VerifierClient:
         seq = self._seq
         future: asyncio.Future[Lookup] = loop.create_future()
         timeout = REPLY_TIMEOUT if self._link is not None else ATTACH_WAIT
-        timer = loop.call_later(timeout, self._timed_out, seq)
-        self._pending[seq] = _Entry(future, timer)
+        self._pending[seq] = _Entry(future, loop.time() + timeout)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep)
         if not self._queued and self._link is not None:
             loop.call_soon(self._flush)
         self._queued.append((seq, verifier.encode_request(seq, request)))
@@ -157,11 +161,22 @@ class VerifierClient:
         if out:
             link.transport.write(bytes(out))
 
+    def _sweep(self) -> None:
+        """Fail the requests past their deadline; runs only while some are pending."""
+        self._sweeper = None
+        if not self._pending:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for seq in [seq for seq, entry in self._pending.items() if entry.deadline <= now]:
+            self._timed_out(seq)
+        if self._pending:
+            self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep)
+
     def _forget(self, seq: int) -> _Entry | None:
         entry = self._pending.pop(seq, None)
         if entry is None:
             return None
-        entry.timer.cancel()
         link = entry.link
         if link is not None:
             link.outstanding.discard(seq)
@@ -190,6 +205,9 @@ class VerifierClient:
 
     def close(self) -> None:
         """Shut down: close the link without reporting the verifier as broken."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         link, self._link = self._link, None
         if link is not None:
             link.close()

@@ -1,0 +1,45 @@
+"""Reply deadlines of the front's verifier client: one sweeping timer, no timer per request."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from saslauth.errors import VerifierError
+from saslauth.passdb import Verdict
+from saslauth.verifier import VerifyRequest, client
+
+
+def test_deadlines_without_and_with_a_silent_verifier(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client, "ATTACH_WAIT", 0.2)
+    monkeypatch.setattr(client, "REPLY_TIMEOUT", 0.4)
+    monkeypatch.setattr(client, "SWEEP_EVERY", 0.05)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        verifier = client.VerifierClient()
+        waiting = verifier.verify(VerifyRequest("alice", b"pw"))
+        with pytest.raises(VerifierError, match="did not start in time"):
+            await asyncio.wait_for(waiting, 2)
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        await verifier.attach(ours)
+        await loop.sock_sendall(theirs, b"READY\t1\n")
+        await asyncio.sleep(0.05)
+        assert verifier.connected
+        started = loop.time()
+        silent = verifier.verify(VerifyRequest("alice", b"pw"))
+        answered = verifier.verify(VerifyRequest("bob", b"pw"))
+        await asyncio.sleep(0.05)
+        await loop.sock_sendall(theirs, b"R\t3\tok\t\tfile\t0\t\n")
+        assert (await asyncio.wait_for(answered, 2)).verdict is Verdict.OK
+        with pytest.raises(VerifierError, match="did not answer in time"):
+            await asyncio.wait_for(silent, 2)
+        assert 0.35 <= loop.time() - started < 1.0
+        assert verifier._sweeper is None  # nothing pending: no timer left running
+        verifier.close()
+        theirs.close()
+
+    asyncio.run(scenario())
