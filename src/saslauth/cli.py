@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from saslauth import __version__, config, logs
+from saslauth import __version__, config, hostcheck, logs
 from saslauth.errors import ConfigError, SchemeError
 
 DEFAULT_CONFIG = "/etc/saslauth/saslauth.yaml"
@@ -42,6 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.setup("info", "saslauth")
     try:
         cfg = load(args.config)
+        hostcheck.check(cfg, args.config)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
@@ -60,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         cfg = load(args.config)
+        hostcheck.check(cfg, args.config)
     except ConfigError as exc:
         print(exc.render())
         return 1

@@ -196,16 +196,16 @@ class Config(Model):
 Lines = dict[tuple[str | int, ...], int]
 
 
-def _record_lines(node: yaml.Node, path: tuple[str | int, ...], lines: Lines) -> None:
+def record_lines(node: yaml.Node, path: tuple[str | int, ...], lines: Lines) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = (path, key_node.value)
             lines[(*key[0], key[1])] = key_node.start_mark.line + 1
-            _record_lines(value_node, (*path, key_node.value), lines)
+            record_lines(value_node, (*path, key_node.value), lines)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[(*path, index)] = item.start_mark.line + 1
-            _record_lines(item, (*path, index), lines)
+            record_lines(item, (*path, index), lines)
 
 
 def _locate(loc: tuple[str | int, ...], lines: Lines) -> tuple[int, str]:
@@ -242,7 +242,7 @@ def parse(text: str, filename: str) -> Config:
     if node is None or not isinstance(data, dict):
         raise ConfigError([(filename, 1, "config", "the file must hold a YAML mapping")])
     lines: Lines = {}
-    _record_lines(node, (), lines)
+    record_lines(node, (), lines)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

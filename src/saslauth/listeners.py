@@ -40,10 +40,18 @@ def _unix_listener(item: UnixListener, base: Path) -> socket.socket:
             raise OSError(f"{path}: another server is listening there")
         finally:
             probe.close()
+    if not path.parent.is_dir():
+        # Like Dovecot's base_dir: a missing run directory is made (0755: the socket's own mode
+        # decides who may connect), so a fresh install or a tmpfs /run works the first time.
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        log.info("created directory %s for listener %s", path.parent, path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
         sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {path}: {exc.strerror or exc}") from None
     finally:
         os.umask(old)
     uid = pwd.getpwnam(item.user).pw_uid if item.user else -1
@@ -60,7 +68,11 @@ def _tcp_listener(item: TcpListener) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {item.address}: {exc.strerror or exc}") from None
     sock.listen(1024)
     if not ipaddress.ip_address(host).is_loopback:
         log.warning(
