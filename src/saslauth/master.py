@@ -132,6 +132,11 @@ class Master(ReloadMixin):
             elif self._reload is not None and pid == self._reload.verifier:
                 why = f"the new verifier exited ({status_text(code)})"
                 self._reload_done(ok=False, why=why, alive=False)
+            elif pid == self.verifier and self._reload is not None and code == 0:
+                # The front switched to the new verifier and let the old one go before its
+                # RELOADED message reached us: a hand-over, not a crash (nothing to restart).
+                self.verifier = None
+                log.info("verifier of the previous configuration exited (%s)", status_text(code))
             elif pid == self.verifier:
                 self.verifier = None
                 if self._stop_by is None:
