@@ -94,6 +94,7 @@ def test_check_config_refuses_plaintext_and_prints_warnings(
     noisy.write_text(
         HEAD + "    host: imap.example.net\n    ca_file: missing.pem\n    tls_verify: false\n"
         "    timeout: 8s\n"
+        "user: nobody\n"  # an account this host has (checked when run as root)
     )
     assert cli.main(["check-config", "--config", str(noisy)]) == 0
     out = capsys.readouterr().out
