@@ -58,6 +58,7 @@ class UsernameSettings(Model):
     default_domain: str = ""
     max_length: int = Field(default=DEFAULT_MAX_LENGTH, ge=1, le=4096)  # Dovecot: no limit
     saslprep: bool = False  # RFC 4013 on names and passwords (Dovecot does not)
+    utf8_passwords: bool = True  # false: accept 8-bit (Latin-1) passwords, as Dovecot does
 
 
 class UnixListener(Model):

@@ -238,6 +238,7 @@ def session_settings(config: Config) -> SessionSettings:
         default_domain=usernames.default_domain,
         max_length=usernames.max_length,
         saslprep=usernames.saslprep,
+        utf8_passwords=usernames.utf8_passwords,
     )
     return SessionSettings.create(
         config.mechanisms,

@@ -47,6 +47,7 @@ class UsernamePolicy:
     default_domain: str = ""
     max_length: int = DEFAULT_MAX_LENGTH
     saslprep: bool = False
+    utf8_passwords: bool = True
 
     def identify(self, name: str) -> Identity:
         user = name
@@ -68,5 +69,17 @@ class UsernamePolicy:
         return Identity(user, name)
 
     def prepare_password(self, password: bytes) -> bytes | None:
-        """The password as the passdb should see it; None if SASLprep refuses it."""
-        return saslprep_bytes(password) if self.saslprep else password
+        """The password as the passdb should see it; None if it is refused before any passdb.
+
+        RFC 4616 and the LOGIN draft carry UTF-8: a password that is not (and, with SASLprep
+        on, one SASLprep prohibits) fails like a wrong one.  ``utf8_passwords: false`` lets
+        legacy 8-bit passwords through as Dovecot does.
+        """
+        if self.saslprep:
+            return saslprep_bytes(password)
+        if self.utf8_passwords:
+            try:
+                password.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        return password

@@ -456,7 +456,9 @@ def test_saslprep_rfc4013_examples_and_the_option() -> None:
     policy = UsernamePolicy(saslprep=True, allowed_chars=frozenset("abcdefIX"))
     assert policy.identify("I\u00adX").user == "ix" and not policy.identify("a\u0007").valid
     assert policy.prepare_password("\u2168".encode()) == b"IX"
-    assert UsernamePolicy().prepare_password(b"\xff") == b"\xff"  # off: bytes as sent (Dovecot)
+    assert UsernamePolicy().prepare_password(b"\xff") is None  # not UTF-8: refused by default
+    legacy = UsernamePolicy(utf8_passwords=False)
+    assert legacy.prepare_password(b"\xff") == b"\xff"  # opt-out: bytes as sent (Dovecot)
 
 
 def test_saslprep_in_plain_and_login() -> None:

@@ -136,3 +136,20 @@ def test_password_never_in_repr() -> None:
     effect = mech.VerifyPlain(Identity("alice", "alice"), b"hunter2")
     assert "hunter2" not in repr(effect)
     assert "hunter2" not in repr(mech.ClientResponse(b"hunter2"))
+
+
+@pytest.mark.parametrize("mechanism", [Plain, Login])
+def test_password_must_be_utf8_unless_configured(mechanism: type[Plain] | type[Login]) -> None:
+    latin1 = "jürgen".encode("latin-1")
+    if mechanism is Plain:
+        initial, answers = b"\0alice\0" + latin1, []
+    else:
+        initial, answers = b"alice", [latin1]
+    _, verifies, outcome = run(mechanism(POLICY), initial, list(answers))
+    assert verifies == [] and outcome == mech.Failure(Identity("alice", "alice"))
+    legacy = UsernamePolicy(utf8_passwords=False)
+    _, verifies, _ = run(mechanism(legacy), initial, list(answers))
+    assert [v.password for v in verifies] == [latin1]
+    utf8 = "jürgen".encode()
+    good = (b"\0alice\0" + utf8, []) if mechanism is Plain else (b"alice", [utf8])
+    assert [v.password for v in run(mechanism(POLICY), *good)[1]] == [utf8]
