@@ -6,11 +6,15 @@ most a few rows as ``((column, value), ...)``; an outage or timeout raises Backe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from saslauth.errors import BackendError
+
+if TYPE_CHECKING:
+    from saslauth.passdb.sql.settings import Target
 
 log = logging.getLogger("saslauth.passdb")
 
@@ -45,6 +49,36 @@ class HostPool(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class ServerPool:
+    """What the PostgreSQL and MySQL per-host pools share: where, what, how big, how long.
+
+    Subclasses create the driver's pool lazily in ``_get_pool`` and take connections with
+    :meth:`_acquire`, which turns a slow or failing connect into :class:`ConnectError` (another
+    host may do better).
+    """
+
+    def __init__(self, target: Target, host: str, port: int, sql: str, *, pool_size: int,
+                 connect_timeout: float, query_timeout: float, password: PasswordSource) -> None:
+        self.label = host if host.startswith("/") else f"{host}:{port}"
+        self._target = target
+        self._host, self._port = host, port
+        self._sql = sql
+        self._size = pool_size
+        self._connect_timeout = connect_timeout or None
+        self._query_timeout = query_timeout or None
+        self._password = password
+        self._pool: Any = None
+
+    async def _acquire(self, pool: Any, errors: tuple[type[BaseException], ...]) -> Any:
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                return await pool.acquire()
+        except TimeoutError:
+            raise ConnectError("connect timed out") from None
+        except errors as exc:
+            raise ConnectError(describe(exc)) from None
 
 
 def describe(exc: BaseException) -> str:

@@ -14,27 +14,14 @@ import aiomysql
 import pymysql
 
 from saslauth.errors import BackendError, BackendTimeout
-from saslauth.passdb.sql.failover import ConnectError, PasswordSource, Row, describe
-from saslauth.passdb.sql.settings import Target
+from saslauth.passdb.sql.failover import ConnectError, Row, ServerPool, describe
 
 # CR_CONNECTION_ERROR, CR_CONN_HOST_ERROR, CR_SERVER_GONE_ERROR, CR_SERVER_LOST, ER_CON_COUNT,
 # ER_SERVER_SHUTDOWN, ER_ACCESS_DENIED, ER_DBACCESS_DENIED, ER_BAD_DB
 _CONNECTION_CODES = {2002, 2003, 2006, 2013, 2055, 1040, 1053, 1044, 1045, 1049}
 
 
-class MysqlPool:
-    def __init__(self, target: Target, host: str, port: int, sql: str, *, pool_size: int,
-                 connect_timeout: float, query_timeout: float, password: PasswordSource) -> None:
-        self.label = host if host.startswith("/") else f"{host}:{port}"
-        self._target = target
-        self._host, self._port = host, port
-        self._sql = sql
-        self._size = pool_size
-        self._connect_timeout = connect_timeout or None
-        self._query_timeout = query_timeout or None
-        self._password = password
-        self._pool: Any = None
-
+class MysqlPool(ServerPool):
     async def _get_pool(self) -> Any:
         if self._pool is None:
             where: dict[str, Any] = (
@@ -51,13 +38,7 @@ class MysqlPool:
 
     async def fetch(self, args: tuple[str, ...]) -> list[Row]:
         pool = await self._get_pool()
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                conn = await pool.acquire()
-        except TimeoutError:
-            raise ConnectError("connect timed out") from None
-        except (OSError, pymysql.err.MySQLError) as exc:
-            raise ConnectError(describe(exc)) from None
+        conn = await self._acquire(pool, (OSError, pymysql.err.MySQLError))
         try:
             async with asyncio.timeout(self._query_timeout), conn.cursor() as cursor:
                 await cursor.execute(self._sql, args)
