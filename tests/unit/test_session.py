@@ -248,3 +248,27 @@ def test_many_pipelined_requests() -> None:
         assert sorted(lines) == sorted(f"OK\t{i}\tuser=alice" for i in range(1, 201))
 
     run(body)
+
+
+def test_idle_request_is_dropped_silently(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dovecot's 150-s idle timeout (T40/T62), scaled down: each CONT restarts it."""
+    import saslauth.session
+
+    monkeypatch.setattr(saslauth.session, "IDLE_TIMEOUT", 0.3)
+
+    async def body() -> None:
+        h = Harness()
+        await _connected(h)
+        assert await h.send("AUTH\t1\tLOGIN\tservice=smtp") == ["CONT\t1\tVXNlcm5hbWU6"]
+        await asyncio.sleep(0.2)  # not yet expired: the answer restarts the timer
+        assert await h.send("CONT\t1\tYWxpY2U=") == ["CONT\t1\tUGFzc3dvcmQ6"]
+        await asyncio.sleep(0.2)
+        assert h.transport.lines() == []  # 0.4 s since AUTH, 0.2 s since the last CONT
+        await asyncio.sleep(0.25)
+        assert h.transport.lines() == []  # expired: dropped without a word
+        assert await h.send("CONT\t1\tc2VjcmV0") == [
+            "FAIL\t1\treason=Authentication request timed out"
+        ]
+        assert not h.transport.closed
+
+    run(body)
