@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from saslauth.passdb import Lookup, Verdict
 from saslauth.session import Session, SessionSettings
@@ -270,5 +272,50 @@ def test_idle_request_is_dropped_silently(monkeypatch: pytest.MonkeyPatch) -> No
             "FAIL\t1\treason=Authentication request timed out"
         ]
         assert not h.transport.closed
+
+    run(body)
+
+
+_B64 = ["", "=", "!!!!", GOOD, WRONG, "YWxpY2U=", "c2VjcmV0", "AA==", "AGFsAGljZQBzZWNyZXQ="]
+_LINES = st.one_of(
+    st.builds(
+        lambda i, m, r: f"AUTH\t{i}\t{m}\tservice=smtp" + ("" if r is None else f"\tresp={r}"),
+        st.integers(1, 3), st.sampled_from(["PLAIN", "LOGIN", "plain", "CRAM-MD5"]),
+        st.one_of(st.none(), st.sampled_from(_B64)),
+    ),
+    st.builds(lambda i, d: f"CONT\t{i}\t{d}", st.integers(1, 4), st.sampled_from(_B64)),
+    st.builds(lambda i: f"CANCEL\t{i}", st.integers(1, 4)),
+    st.sampled_from(["", "FOO", "CONT\t1", "AUTH\t1", "VERSION\t1\t2"]),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_LINES, max_size=12), st.booleans())
+def test_any_line_sequence_never_crashes_or_answers_twice(lines: list[str], delay: bool) -> None:
+    """Fuzzed transcripts: no exception, no write after close, one final answer per AUTH."""
+
+    async def body() -> None:
+        h = Harness(delay=0.05 if delay else 0.0)
+        await _connected(h)
+        replies: list[str] = []
+        for line in lines:
+            if h.transport.closed:
+                break
+            replies += await h.send(line, wait=0)
+        await asyncio.sleep(0.1)
+        replies += h.transport.lines()
+        auths: dict[str, int] = {}
+        for line in lines:
+            fields = line.split("\t")
+            if fields[0] == "AUTH" and len(fields) > 2:
+                auths[fields[1]] = auths.get(fields[1], 0) + 1
+        finals: dict[str, int] = {}
+        for reply in replies:
+            fields = reply.split("\t")
+            assert fields[0] in ("OK", "FAIL", "CONT"), reply
+            if fields[0] == "OK" or (fields[0] == "FAIL" and "timed out" not in reply):
+                finals[fields[1]] = finals.get(fields[1], 0) + 1
+        for request_id, count in finals.items():
+            assert count <= auths.get(request_id, 0), (request_id, lines, replies)
 
     run(body)
