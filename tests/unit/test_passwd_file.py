@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -131,3 +132,20 @@ def test_chain_semantics(tmp_path: Path, passwd: Path) -> None:
     broken = Chain([db_for(tmp_path / "missing"), db_for(other)])
     assert verify(broken, "zed", b"zpw").verdict is Verdict.OK  # a later success wins
     assert verify(broken, "zed", b"bad").verdict is Verdict.INTERNAL_FAILURE
+
+
+def test_unknown_scheme_is_an_internal_error_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "users"
+    path.write_text("odd:{NOSUCH}c2VjcmV0aGFzaA==\nbob:{PLAIN}bobpw\n")
+    db = db_for(path)
+    with caplog.at_level(logging.ERROR, logger="saslauth.passdb"):
+        first = verify(db, "odd", b"secret")
+        second = verify(db, "odd", b"other")
+    assert first.verdict is second.verdict is Verdict.INTERNAL_FAILURE
+    assert first.log_reason is not None and "NOSUCH" in first.log_reason
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "NOSUCH" in errors[0]
+    assert "c2VjcmV0aGFzaA" not in caplog.text and "c2VjcmV0aGFzaA" not in first.log_reason
+    assert verify(db, "bob", b"bobpw").verdict is Verdict.OK  # the others are unaffected

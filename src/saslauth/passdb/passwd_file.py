@@ -70,6 +70,7 @@ class PasswdFile:
         self._stamp: tuple[int, int, int] | None = None
         self._entries: dict[str, Entry] = {}
         self._dummy = ""
+        self._reported: set[tuple[str, str]] = set()  # scheme problems already logged
         self._fresh = False
 
     def _go_stale(self) -> None:
@@ -94,6 +95,7 @@ class PasswdFile:
             self._fresh = False  # every request of this turn reports the outage
             raise BackendError(f"cannot read {path}: {exc.strerror}") from None
         self._entries = parse(text, path)
+        self._reported.clear()  # a new file: its problems are worth saying again
         self._stamp = stamp
         # Unknown users are checked against a real hash from the file, so they cost the same.
         self._dummy = next(iter(self._entries.values())).password if self._entries else ""
@@ -130,7 +132,11 @@ class PasswdFile:
         try:
             matched = await self._check(request.password, entry.password, request.user)
         except SchemeError as exc:
-            log.error("passwd-file %s: user %s: %s", self.settings.path, request.user, exc)
+            # Once per user and problem (the message names the scheme, never the hash); every
+            # attempt still says why in its own auth: line.
+            if (request.user, str(exc)) not in self._reported:
+                self._reported.add((request.user, str(exc)))
+                log.error("passwd-file %s: user %s: %s", self.settings.path, request.user, exc)
             return Lookup(Verdict.INTERNAL_FAILURE, backend=self.name, log_reason=str(exc))
         if not matched:
             return Lookup(
