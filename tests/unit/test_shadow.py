@@ -268,3 +268,12 @@ def test_reloads_when_the_file_changes_and_outage_is_backend_error(
         check(db, "alice", b"sha-pw")
     files["shadow"].write_text(SHADOW)
     assert check(db, "alice", b"yes-pw").verdict is Verdict.OK  # recovers, no restart
+
+
+def test_hash_problem_never_quotes_what_could_be_a_password() -> None:
+    from saslauth.passdb.shadow import hash_problem
+
+    assert hash_problem("$9$abc") == "unsupported hash method $9$"
+    assert hash_problem("$Secret-Pw1$x") == "not a crypt(3) hash"
+    assert hash_problem("$longsecretpassword") == "not a crypt(3) hash"
+    assert hash_problem("plaintext") == "not a crypt(3) hash"

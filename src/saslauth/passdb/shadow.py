@@ -65,16 +65,17 @@ def is_locked(stored: str) -> bool:
 _CRYPT_HASH = re.compile(
     r"\$(y|gy|7|2[abxy]|6|5|1|sha1|md5|3)\$.*|_[./0-9A-Za-z]{19}|[./0-9A-Za-z]{13}"
 )
+_METHOD_ID = re.compile(r"[0-9a-z]{1,4}")  # what an unknown method id may look like to be named
 
 
 def hash_problem(stored: str) -> str | None:
     """Why ``stored`` is no crypt(3) hash this system writes (never quoting it), or None."""
     if _CRYPT_HASH.fullmatch(stored):
         return None
-    if stored.startswith("$"):
-        method = stored[1:].partition("$")[0][:10]
+    method = stored[1:].partition("$")[0] if stored.startswith("$") else ""
+    if _METHOD_ID.fullmatch(method):  # crypt ids are short (1, 5, 6, y, gy, 2b, sha1, md5)
         return f"unsupported hash method ${method}$"
-    return "not a crypt(3) hash"
+    return "not a crypt(3) hash"  # no part of it is shown: it could be a plaintext password
 
 
 def _usable(stored: str) -> bool:
