@@ -137,17 +137,21 @@ class VerifyCache:
             del self._entries[key]
         return len(doomed)
 
-    # ---- the driver API -------------------------------------------------------------------
-    def check(self, user: str, password: bytes, stored: str) -> bool | None:
-        """The cached result of ``password`` against ``stored``, or None; records hit/miss."""
-        value = self.get(self.hash_key(user, password, stored))
-        if isinstance(value, bool):
+    def recall(self, key: bytes, kind: type[T]) -> T | None:
+        """The entry under ``key`` if it is a ``kind``, else None; counts and records hit/miss."""
+        value = self.get(key)
+        if isinstance(value, kind):
             self.hits += 1
             outcome.set("hit")
             return value
         self.misses += 1
         outcome.set("miss")
         return None
+
+    # ---- the driver API -------------------------------------------------------------------
+    def check(self, user: str, password: bytes, stored: str) -> bool | None:
+        """The cached result of ``password`` against ``stored``, or None; records hit/miss."""
+        return self.recall(self.hash_key(user, password, stored), bool)
 
     def remember(self, user: str, password: bytes, stored: str, matched: bool) -> None:
         self.put(self.hash_key(user, password, stored), matched, positive=matched, user=user)
@@ -186,13 +190,9 @@ async def cached_lookup(
     same.  BackendError from ``ask`` propagates and nothing is cached.
     """
     key = cache.lookup_key(backend, user, password)
-    value = cache.get(key)
-    if isinstance(value, Lookup):
-        cache.hits += 1
-        outcome.set("hit")
-        return value
-    cache.misses += 1
-    outcome.set("miss")
+    cached = cache.recall(key, Lookup)
+    if cached is not None:
+        return cached
     lookup = await ask()
     if lookup.verdict in _CACHEABLE:
         cache.put(key, lookup, positive=lookup.verdict is Verdict.OK, user=user)

@@ -18,8 +18,8 @@ from saslauth.limits.settings import Network
 NO_RIP = "-"  # every request without a usable rip shares this one network budget
 
 
-def client_network(rip: str | None, ipv4_prefix: int, ipv6_prefix: int) -> Network | None:
-    """The network an address is counted in (IPv4-mapped IPv6 counts as IPv4); None if unusable."""
+def _address(rip: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The client address (an IPv4-mapped IPv6 one as IPv4), or None if absent or unusable."""
     if not rip:
         return None
     try:
@@ -27,22 +27,23 @@ def client_network(rip: str | None, ipv4_prefix: int, ipv6_prefix: int) -> Netwo
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+        return address.ipv4_mapped
+    return address
+
+
+def client_network(rip: str | None, ipv4_prefix: int, ipv6_prefix: int) -> Network | None:
+    """The network an address is counted in (IPv4-mapped IPv6 counts as IPv4); None if unusable."""
+    address = _address(rip)
+    if address is None:
+        return None
     if isinstance(address, ipaddress.IPv4Address):
         return ipaddress.IPv4Network((address, ipv4_prefix), strict=False)
     return ipaddress.IPv6Network((address, ipv6_prefix), strict=False)
 
 
 def trusted(rip: str | None, networks: tuple[Network, ...]) -> bool:
-    if not networks or not rip:
-        return False
-    try:
-        address = ipaddress.ip_address(rip.strip("[]"))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in net for net in networks)
+    address = _address(rip) if networks else None
+    return address is not None and any(address in net for net in networks)
 
 
 def user_digest(user: str) -> str:
