@@ -96,6 +96,20 @@ def challenge(data: bytes) -> Generator[Effect, Reply, bytes]:
     return reply.data
 
 
+def verify_password(
+    usernames: UsernamePolicy, identity: Identity, password: bytes
+) -> Generator[Effect, Reply, Outcome]:
+    """A client's password, checked by the passdb unless the policy refuses it first.
+
+    A password that is not UTF-8 (or that SASLprep, when on, prohibits) fails like a wrong one,
+    with ``user=``, before any backend sees it (:meth:`UsernamePolicy.prepare_password`).
+    """
+    prepared = usernames.prepare_password(password)
+    if prepared is None:
+        return Failure(identity)
+    return (yield from verify_plain(identity, prepared))
+
+
 def verify_plain(identity: Identity, password: bytes) -> Generator[Effect, Reply, Outcome]:
     """Ask for a password check and turn the passdb's answer into the outcome."""
     lookup = yield VerifyPlain(identity, password)

@@ -17,7 +17,7 @@ from saslauth.mechanisms import (
     PassdbNeed,
     SecurityFlags,
     challenge,
-    verify_plain,
+    verify_password,
 )
 from saslauth.usernames import UsernamePolicy
 
@@ -43,7 +43,4 @@ class Login:
         password = yield from challenge(b"Password:")
         if b"\x00" in password:
             return Failure(identity)  # Dovecot 2.3.19: the name is known by now (user=alice)
-        prepared = self._usernames.prepare_password(password)
-        if prepared is None:  # SASLprep (when enabled) refuses it
-            return Failure(identity)
-        return (yield from verify_plain(identity, prepared))
+        return (yield from verify_password(self._usernames, identity, password))

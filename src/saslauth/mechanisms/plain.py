@@ -12,7 +12,7 @@ from saslauth.mechanisms import (
     PassdbNeed,
     SecurityFlags,
     challenge,
-    verify_plain,
+    verify_password,
 )
 from saslauth.usernames import UsernamePolicy
 
@@ -40,7 +40,4 @@ class Plain:
         if authzid and authzid != authcid:
             # A different authzid is a master-user login; there are no master passdbs (yet).
             return Failure(identity)
-        prepared = self._usernames.prepare_password(password)
-        if prepared is None:  # SASLprep (when enabled) refuses it
-            return Failure(identity)
-        return (yield from verify_plain(identity, prepared))
+        return (yield from verify_password(self._usernames, identity, password))
