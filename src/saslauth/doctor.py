@@ -89,35 +89,12 @@ def _permissions(path: str, user: str) -> tuple[str, str] | None:
     return None
 
 
-def _greeting(sock: socket.socket) -> list[list[bytes]]:
-    buffer = b""
-    while b"\nDONE" not in b"\n" + buffer:
-        data = sock.recv(65536)
-        if not data:
-            raise ConnectionError("closed the connection before DONE")
-        buffer += data
-    return [line.split(b"\t") for line in buffer.split(b"\n") if line]
+def _handshake(report: Report, where: str, address: str) -> None:
+    from saslauth.testclient import Trouble, handshake
 
-
-def _open(target: str | tuple[str, int]) -> socket.socket:
-    if isinstance(target, tuple):
-        return socket.create_connection(target, timeout=5)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(5)
     try:
-        sock.connect(target)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _handshake(report: Report, where: str, target: str | tuple[str, int]) -> None:
-    try:
-        with _open(target) as sock:
-            sock.sendall(b"VERSION\t1\t2\nCPID\t%d\n" % os.getpid())
-            lines = _greeting(sock)
-    except (OSError, ConnectionError) as exc:
+        lines = handshake(address)
+    except Trouble as exc:
         report.fail(
             f"{where}: no Dovecot auth greeting: {exc}",
             "is it saslauth (or Dovecot's auth client socket) listening there? "
@@ -230,16 +207,13 @@ def diagnose(view: PostfixView, user: str | None = None, password: str | None = 
             continue
         seen.add(key)
         if service.sasl_path.startswith("inet:"):
-            host, _, port = service.sasl_path[5:].rpartition(":")
-            target: str | tuple[str, int] | None = (host.strip("[]"), int(port))
-            address = service.sasl_path[5:]
+            address: str | None = service.sasl_path[5:]
         else:
-            target = check_socket(report, view, service)
-            address = service.socket
-        if target is None:
+            address = check_socket(report, view, service)
+        if address is None:
             continue
         where = f"{service.name}: {address}"
-        _handshake(report, where, target)
+        _handshake(report, where, address)
         if user is not None:
             _login(report, where, address, user, password or "")
     return report

@@ -56,18 +56,33 @@ class _Lines:
         return line.split(b"\t")
 
 
+def _greet(sock: socket.socket, lines: _Lines) -> list[list[bytes]]:
+    """Send our VERSION and CPID; the server's greeting lines, split, up to its DONE."""
+    sock.sendall(b"VERSION\t1\t2\nCPID\t%d\n" % os.getpid())
+    greeting = []
+    while True:
+        greeting.append(lines.read())
+        if greeting[-1][0] == b"DONE":
+            return greeting
+
+
+def handshake(address: str, timeout: float = 5.0) -> list[list[bytes]]:
+    """Connect, do the client handshake and hang up; the greeting.  Raises Trouble."""
+    sock = _connect(address, timeout)
+    try:
+        return _greet(sock, _Lines(sock))
+    except OSError as exc:
+        raise Trouble(f"connection to {address} lost: {exc.strerror or exc}") from None
+    finally:
+        sock.close()
+
+
 def authenticate(args: argparse.Namespace, password: bytes) -> tuple[int, str]:
     sock = _connect(args.socket, args.timeout)
     lines = _Lines(sock)
     try:
-        sock.sendall(b"VERSION\t1\t2\nCPID\t%d\n" % os.getpid())
-        mechs = []
-        while True:
-            fields = lines.read()
-            if fields[0] == b"MECH" and len(fields) > 1:
-                mechs.append(fields[1].decode().upper())
-            elif fields[0] == b"DONE":
-                break
+        greeting = _greet(sock, lines)
+        mechs = [f[1].decode(errors="replace").upper() for f in greeting if f[0] == b"MECH"]
         mech = args.mechanism.upper()
         if mech not in mechs:
             raise Trouble(f"the server does not offer {mech} (offers: {' '.join(mechs)})")

@@ -63,5 +63,6 @@ def test_peer_outside_allow_gets_no_greeting(daemon: tuple[Saslauth, int, int]) 
     result = _cli(f"127.0.0.1:{port}")
     assert result.returncode == 2
     server.wait_log("refused connection from 127.0.0.1")
+    assert "not in allow" in server.log_text()
     # the refusal is per connection: the daemon keeps serving the other listeners
     assert _cli(str(Path(server.address))).returncode == 0
