@@ -6,6 +6,9 @@ root logger for a :class:`BatchedStream`, which collects what the handler writes
 to the real stream in one write at the end of the current loop turn (``call_soon``).  Outside
 a running loop (start-up, shutdown) it writes through at once; :func:`drain` flushes what is
 left.  At most one loop turn of lines can be lost if the process is killed.
+
+:class:`LineWriter` goes one step further for the ``auth:`` line: it renders the line itself
+(:func:`saslauth.logs.renderer`) and appends it to the batched stream, skipping the LogRecord.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import TextIO
+
+from saslauth import logs
 
 
 class BatchedStream:
@@ -64,3 +69,46 @@ def install() -> list[BatchedStream]:
 def drain(streams: list[BatchedStream]) -> None:
     for stream in streams:
         stream.drain()
+
+
+class LineWriter:
+    """``writer(message)`` logs ``message`` on ``logger`` at ``level``, like
+    ``logger.log(level, "%s", message)`` but without a LogRecord when it can.
+
+    The shortcut is taken only while logging is exactly as :func:`saslauth.logs.setup` and
+    :func:`install` left it: the logger has no handlers or filters of its own and the root's one
+    handler is the batched one :func:`saslauth.logs.setup` made.  Anything else (a test's capture
+    handler, a handler added later) gets the ordinary call, so no line is ever lost or changed.
+    """
+
+    __slots__ = ("_level", "_logger")
+
+    def __init__(self, logger: logging.Logger, level: int = logging.INFO) -> None:
+        self._logger = logger
+        self._level = level
+
+    def __call__(self, message: str) -> None:
+        logger = self._logger
+        if not logger.isEnabledFor(self._level):
+            return
+        handlers = logging.root.handlers
+        if len(handlers) == 1 and not logger.filters and _propagates_to_root(logger):
+            handler = handlers[0]
+            stream = getattr(handler, "stream", None)
+            if type(stream) is BatchedStream and handler.level <= self._level:
+                render = logs.renderer(handler)
+                if render is not None:
+                    stream.write(render(self._level, message))
+                    stream.flush()
+                    return
+        logger.log(self._level, "%s", message)
+
+
+def _propagates_to_root(logger: logging.Logger) -> bool:
+    """True when a record of ``logger`` reaches only the root's handlers."""
+    node: logging.Logger | None = logger
+    while node is not None and node is not logging.root:
+        if node.handlers or not node.propagate:
+            return False
+        node = node.parent
+    return True

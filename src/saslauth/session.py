@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal, cast
 from saslauth import mechanisms as mech
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
 from saslauth.events import AuthRequest, Cancel, Challenge, Continue, Fail, Fields, Ok, Rejected
+from saslauth.logbatch import LineWriter
 from saslauth.logs import kv
 from saslauth.passdb import Lookup, Verdict
 from saslauth.protocol import ServerConnection
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from saslauth.limits.limiter import Limiter
 
 log = logging.getLogger("saslauth.auth")
+_auth_line = LineWriter(log)  # the per-attempt line, without a LogRecord when it can
 
 IDLE_TIMEOUT = 150.0  # Dovecot's MASTER_AUTH_SERVER_TIMEOUT_SECS: a silent request is dropped
 
@@ -247,27 +249,27 @@ class Session(asyncio.Protocol):
         return f" from {self.peer}" if self.peer else ""
 
     def _log(self, pending: _Pending, result: str, user: str | None, lookup: Lookup | None) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
         request = pending.request
-        verdict = lookup.verdict.value if lookup is not None else "invalid_input"
-        parts = [
-            f"result={result}",
-            f"user={kv(user) if user is not None else '-'}",
-            f"mech={request.mechanism}",
-            f"service={kv(request.service) or '-'}",
-            f"rip={request.rip or '-'}",
-            f"lip={request.lip or '-'}",
-            f"secured={'yes' if request.secured else 'no'}",
-            f"verdict={verdict}",
-            f"backend={kv(lookup.backend) if lookup and lookup.backend else '-'}",
-        ]
-        if lookup is not None and lookup.cache:
-            parts.append(f"cache={lookup.cache}")
-        if lookup is not None and lookup.log_reason:
-            parts.append(f"reason={kv(lookup.log_reason)}")
-        if lookup is not None and lookup.limited:
-            parts.append(f"limited={lookup.limited}")
-        parts.append(f"latency_ms={(time.monotonic() - pending.started) * 1000:.1f}")
-        log.info("auth: %s", " ".join(parts))
+        if lookup is None:
+            outcome = "verdict=invalid_input backend=-"
+        else:
+            backend = kv(lookup.backend) if lookup.backend else "-"
+            outcome = f"verdict={lookup.verdict.value} backend={backend}"
+            if lookup.cache:
+                outcome += f" cache={lookup.cache}"
+            if lookup.log_reason:
+                outcome += f" reason={kv(lookup.log_reason)}"
+            if lookup.limited:
+                outcome += f" limited={lookup.limited}"
+        _auth_line(
+            f"auth: result={result} user={kv(user) if user is not None else '-'}"
+            f" mech={request.mechanism} service={kv(request.service) or '-'}"
+            f" rip={request.rip or '-'} lip={request.lip or '-'}"
+            f" secured={'yes' if request.secured else 'no'} {outcome}"
+            f" latency_ms={(time.monotonic() - pending.started) * 1000:.1f}"
+        )
 
 
 def _fail_fields(identity: Identity | None, lookup: Lookup | None, *, temporary: bool) -> Fields:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -54,3 +55,56 @@ def test_one_write_per_loop_turn(stream: CountingStream) -> None:
     logbatch.drain(streams)
     lines = stream.getvalue().splitlines()
     assert lines == ["before the loop", *(f"line {i}" for i in range(100)), "last"]
+
+
+@pytest.mark.parametrize("journal", [False, True])
+def test_line_writer_writes_exactly_what_logging_would(
+    monkeypatch: pytest.MonkeyPatch, journal: bool
+) -> None:
+    """The auth line skips the LogRecord, so it must render the same bytes as the handler."""
+    from saslauth import logs
+
+    if journal:
+        monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    else:
+        monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.setup("info", "front")
+        target = CountingStream()
+        root.handlers[0].setStream(target)  # type: ignore[attr-defined]
+        streams = logbatch.install()
+        log = logging.getLogger("saslauth.auth")
+        writer = logbatch.LineWriter(log)
+        moments = iter([1767225600.25, 1767225600.25, 1767225601.999, 1767225601.999])
+        monkeypatch.setattr("time.time", lambda: next(moments))
+        lines = []
+        for message in ("auth: result=ok user=alice", 'auth: user="a\nb"'):
+            for emit in (writer, lambda text: log.info("%s", text)):
+                emit(message)
+                logbatch.drain(streams)
+                lines.append(target.getvalue())
+                target.seek(0)
+                target.truncate()
+        assert len(lines) == 4 and lines[0] == lines[1] and lines[2] == lines[3]
+        assert ("auth: result=ok user=alice\n" in lines[0]) and ",250 " not in lines[2]
+        if not journal:
+            tail = f",250 INFO front[{os.getpid()}]: auth: result=ok user=alice\n"
+            assert lines[0].endswith(tail)
+            assert ",999 INFO" in lines[2]
+
+        # Any other logging set-up (a capture handler, a level) takes the ordinary route.
+        extra = CountingStream()
+        log.addHandler(logging.StreamHandler(extra))
+        writer("seen by both")
+        log.handlers.clear()
+        assert extra.getvalue() == "seen by both\n"
+        root.setLevel(logging.WARNING)
+        writer("not at WARNING")
+        logbatch.drain(streams)
+        assert "not at WARNING" not in target.getvalue()
+        assert target.getvalue().endswith("seen by both\n")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
