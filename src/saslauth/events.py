@@ -9,13 +9,15 @@ answered with an immediate FAIL).  Server to client: :class:`Ok`, :class:`Challe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from saslauth.values import value
 
 # An ordered list of reply fields: (name, value) or (name, None) for a bare word like `nodelay`.
 Fields = tuple[tuple[str, str | None], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AuthRequest:
     """One AUTH line, parsed.  ``initial`` is None when there is no initial response."""
 
@@ -34,7 +36,7 @@ class AuthRequest:
     params: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Continue:
     """Client data for a request that is waiting for it (already base64-decoded)."""
 
@@ -42,14 +44,14 @@ class Continue:
     data: bytes = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Cancel:
     """The client abandons a request.  Dovecot 2.3 sends no reply."""
 
     id: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Rejected:
     """A protocol-level failure: answer at once with ``FAIL id [code=...] reason=...``.
 
@@ -66,20 +68,20 @@ class Rejected:
 ClientEvent = AuthRequest | Continue | Cancel | Rejected
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Ok:
     id: int
     user: str
     fields: Fields = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Challenge:
     id: int
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Fail:
     id: int
     fields: Fields = ()

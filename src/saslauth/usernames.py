@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from saslauth.saslprep import saslprep, saslprep_bytes
+from saslauth.values import value
 
 # Dovecot's auth_username_chars default (the digits really are listed with 0 twice).
 DEFAULT_ALLOWED_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@"
@@ -25,7 +26,7 @@ def _valid_utf8(text: str) -> bool:
     return not any("\udc80" <= char <= "\udcff" for char in text)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Identity:
     """Who the client says it is: ``user`` normalised, ``original`` as sent."""
 

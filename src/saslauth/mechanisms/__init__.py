@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import ClassVar, Protocol
 
 from saslauth.events import AuthRequest
 from saslauth.passdb import Lookup, Verdict
 from saslauth.usernames import Identity, UsernamePolicy
+from saslauth.values import value
 
 
 class SecurityFlags(enum.Flag):
@@ -53,30 +54,30 @@ class PassdbNeed(enum.Enum):
     LOOKUP_CREDENTIALS = enum.auto()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Challenge:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class VerifyPlain:
     identity: Identity
     password: bytes = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ClientResponse:
     data: bytes = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Success:
     identity: Identity
     lookup: Lookup
     final: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Failure:
     """``identity`` is None when the mechanism never got a username (no ``user=`` in FAIL)."""
 
