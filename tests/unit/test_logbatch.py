@@ -77,10 +77,13 @@ def test_line_writer_writes_exactly_what_logging_would(
         streams = logbatch.install()
         log = logging.getLogger("saslauth.auth")
         writer = logbatch.LineWriter(log)
-        moments = iter([1767225600.25, 1767225600.25, 1767225601.999, 1767225601.999])
-        monkeypatch.setattr("time.time", lambda: next(moments))
+        now = [0.0]
+        monkeypatch.setattr("time.time", lambda: now[0])
         lines = []
-        for message in ("auth: result=ok user=alice", 'auth: user="a\nb"'):
+        for now[0], message in (
+            (1767225600.25, "auth: result=ok user=alice"),
+            (1767225601.999, 'auth: user="a\nb"'),
+        ):
             for emit in (writer, lambda text: log.info("%s", text)):
                 emit(message)
                 logbatch.drain(streams)
