@@ -33,7 +33,7 @@ class AuthRequest:
     valid_client_cert: bool = False
     no_penalty: bool = False
     final_resp_ok: bool = False
-    params: Mapping[str, str] = field(default_factory=dict, repr=False)
+    params: Mapping[bytes, bytes] = field(default_factory=dict, repr=False)  # every key=value
 
 
 @value

@@ -65,21 +65,40 @@ def _uint(value: bytes, *, nonzero: bool = False) -> int | None:
     return number
 
 
-def _ip(value: str) -> str | None:
-    """Unparsable addresses (empty, ``unknown``) are silently ignored, as in Dovecot."""
-    try:  # fast path: a canonical dotted quad is its own normal form
-        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, value)) == value:
-            return value
-    except (OSError, ValueError):
-        pass
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
+_IP_CACHE: dict[bytes, str | None] = {}
+_IP_CACHE_SIZE = 4096  # distinct addresses remembered; the lot is forgotten when it is full
+
+
+def _ip(value: bytes | None) -> str | None:
+    """An address in its normal form.  Unparsable ones (empty, ``unknown``) are silently
+    ignored, as in Dovecot.  Memoised: a server sees the same few ``lip`` and ``rip`` values."""
+    if not value:
         return None
+    try:
+        return _IP_CACHE[value]
+    except KeyError:
+        pass
+    address: str | None
+    try:
+        text = value.decode("ascii")
+        # fast path: a canonical dotted quad is its own normal form
+        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text)) == text:
+            address = text
+        else:
+            address = str(ipaddress.ip_address(text))
+    except (UnicodeDecodeError, OSError, ValueError):
+        try:
+            address = str(ipaddress.ip_address(value.decode("ascii")))
+        except (UnicodeDecodeError, ValueError):
+            address = None
+    if len(_IP_CACHE) >= _IP_CACHE_SIZE:
+        _IP_CACHE.clear()
+    _IP_CACHE[value] = address
+    return address
 
 
-def _port(value: str) -> int | None:
-    return int(value) if value.isdigit() and 0 < int(value) < 65536 else None
+def _port(value: bytes | None) -> int | None:
+    return int(value) if value and value.isdigit() and 0 < int(value) < 65536 else None
 
 
 class ServerConnection:
@@ -91,7 +110,9 @@ class ServerConnection:
 
     def __init__(self, mechanisms: Iterable[tuple[str, Iterable[str]]]) -> None:
         self._mechs = {name.upper(): tuple(flags) for name, flags in mechanisms}
-        self._buffer = bytearray()
+        self._mech_names = {name.encode(): name for name in self._mechs}  # as clients send them
+        self._buffer = b""  # unparsed input from _pos on
+        self._pos = 0
         self.handshake = Handshake.EXPECT_VERSION
         self.client_minor = 0
         self.requests: dict[int, RequestState] = {}
@@ -107,23 +128,32 @@ class ServerConnection:
 
     # ---- input --------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
-        self._buffer += data
+        if self._pos:  # drop what was parsed before appending
+            self._buffer = self._buffer[self._pos :]
+            self._pos = 0
+        if self._buffer:
+            self._buffer += data
+        else:
+            self._buffer = data  # the usual case: whole lines in one read, kept without a copy
 
     def next_event(self) -> ClientEvent | None:
         """Parse buffered input until one event results; None when more data is needed."""
         while True:
-            end = self._buffer.find(b"\n", 0, wire.MAX_LINE)
+            buffer, start = self._buffer, self._pos
+            end = buffer.find(b"\n", start, start + wire.MAX_LINE)
             if end < 0:
-                if len(self._buffer) >= wire.MAX_LINE:
+                if len(buffer) - start >= wire.MAX_LINE:
                     raise RemoteProtocolError(f"client sent more than {wire.MAX_LINE} bytes")
                 return None
-            line = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
+            line = buffer[start:end]
+            if end + 1 == len(buffer):
+                self._buffer, self._pos = b"", 0
+            else:
+                self._pos = end + 1
             if line.endswith(b"\r"):
                 line = line[:-1]
-            nul = line.find(b"\x00")
-            if nul >= 0:  # the line is handled as a C string: a NUL truncates it
-                line = line[:nul]
+            if b"\x00" in line:  # the line is handled as a C string: a NUL truncates it
+                line = line[: line.find(b"\x00")]
             event = self._handle_line(line)
             if event is not None:
                 return event
@@ -162,11 +192,13 @@ class ServerConnection:
         request_id = _uint(fields[1], nonzero=True)
         if request_id is None:
             raise RemoteProtocolError("AUTH with an invalid id")
-        mechanism = fields[2].decode("ascii", "replace").upper()
-        if mechanism not in self._mechs:
-            raise RemoteProtocolError(f"unsupported mechanism {mechanism[:32]!r}")
-        params: dict[str, str] = {}
-        flags: set[str] = set()
+        mechanism = self._mech_names.get(fields[2])
+        if mechanism is None:
+            mechanism = fields[2].decode("ascii", "replace").upper()
+            if mechanism not in self._mechs:
+                raise RemoteProtocolError(f"unsupported mechanism {mechanism[:32]!r}")
+        params: dict[bytes, bytes] = {}
+        flags: set[bytes] = set()
         resp: bytes | None = None
         last = len(fields) - 1
         for index in range(3, len(fields)):
@@ -176,10 +208,11 @@ class ServerConnection:
                     raise RemoteProtocolError("AUTH has fields after resp")
                 resp = value
             elif eq:
-                params[wire.decode_text(name)] = wire.decode_text(value)
+                params[name] = value
             elif name:
-                flags.add(wire.decode_text(name))
-        if "service" not in params:
+                flags.add(name)
+        service = params.get(b"service")
+        if service is None:
             raise RemoteProtocolError("AUTH without service")
         if request_id in self.requests:
             raise RemoteProtocolError(f"duplicate request id {request_id}")
@@ -192,19 +225,19 @@ class ServerConnection:
                 return Rejected(request_id, REASON_BAD_INITIAL, "invalid_base64")
         self.requests[request_id] = RequestState.BUSY
         return AuthRequest(
-            id=request_id,
-            mechanism=mechanism,
-            service=params["service"],
-            initial=initial,
-            lip=_ip(params.get("lip", "")),
-            rip=_ip(params.get("rip", "")),
-            lport=_port(params.get("lport", "")),
-            rport=_port(params.get("rport", "")),
-            secured="secured" in flags or "secured" in params,
-            valid_client_cert="valid-client-cert" in flags,
-            no_penalty="no-penalty" in flags,
-            final_resp_ok="final-resp-ok" in flags,
-            params=params,
+            request_id,
+            mechanism,
+            wire.decode_text(service),
+            initial,
+            _ip(params.get(b"lip")),
+            _ip(params.get(b"rip")),
+            _port(params.get(b"lport")),
+            _port(params.get(b"rport")),
+            b"secured" in flags or b"secured" in params,
+            b"valid-client-cert" in flags,
+            b"no-penalty" in flags,
+            b"final-resp-ok" in flags,
+            params,
         )
 
     def _cont(self, rest: bytes) -> ClientEvent:
