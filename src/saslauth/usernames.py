@@ -12,6 +12,7 @@ reported with ``user=`` and ``original_user=`` both set to the name as received 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from saslauth.saslprep import saslprep, saslprep_bytes
@@ -22,8 +23,11 @@ DEFAULT_ALLOWED_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 DEFAULT_MAX_LENGTH = 255
 
 
+_SURROGATE_ESCAPE = re.compile("[\udc80-\udcff]")  # an invalid byte, from decode_text()
+
+
 def _valid_utf8(text: str) -> bool:
-    return not any("\udc80" <= char <= "\udcff" for char in text)
+    return text.isascii() or _SURROGATE_ESCAPE.search(text) is None
 
 
 @value

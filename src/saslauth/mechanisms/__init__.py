@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Generator
 from dataclasses import field
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, cast
 
 from saslauth.events import AuthRequest
 from saslauth.passdb import Lookup, Verdict
@@ -93,8 +93,7 @@ Exchange = Generator[Effect, Reply, Outcome]
 
 def challenge(data: bytes) -> Generator[Effect, Reply, bytes]:
     reply = yield Challenge(data)
-    assert isinstance(reply, ClientResponse), reply
-    return reply.data
+    return cast(ClientResponse, reply).data  # the session answers a Challenge with one
 
 
 def verify_password(
@@ -113,8 +112,7 @@ def verify_password(
 
 def verify_plain(identity: Identity, password: bytes) -> Generator[Effect, Reply, Outcome]:
     """Ask for a password check and turn the passdb's answer into the outcome."""
-    lookup = yield VerifyPlain(identity, password)
-    assert isinstance(lookup, Lookup), lookup
+    lookup = cast(Lookup, (yield VerifyPlain(identity, password)))  # the session's answer
     if lookup.user:  # the passdb renamed the user (Dovecot's user= field), also in a FAIL
         identity = Identity(lookup.user, identity.original)
     if lookup.verdict is Verdict.OK:
