@@ -71,7 +71,7 @@ class Front:
     def session_factory(self, listener: ListenerInfo) -> Session:
         self._cuid += 1
         session = _ListenerSession(
-            self.settings, self.verifier.verify, self._cuid, secrets.token_hex(16), listener
+            self.settings, self.verifier.submit, self._cuid, secrets.token_hex(16), listener
         )
         self.sessions.add(session)
         session.on_close = self.sessions.discard
@@ -203,12 +203,12 @@ class _ListenerSession(Session):
     def __init__(
         self,
         settings: SessionSettings,
-        verify: Any,
+        submit: Any,
         cuid: int,
         cookie: str,
         listener: ListenerInfo,
     ) -> None:
-        super().__init__(settings, verify, cuid, cookie)
+        super().__init__(settings, submit, cuid, cookie)
         self.listener = listener
         self.on_close: Any = None
 

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Literal, cast
 
 from saslauth import mechanisms as mech
@@ -22,6 +23,7 @@ from saslauth.passdb import Lookup, Verdict
 from saslauth.protocol import ServerConnection
 from saslauth.usernames import Identity, UsernamePolicy
 from saslauth.verifier import VerifyRequest
+from saslauth.verifier.client import Done, settle
 
 if TYPE_CHECKING:
     from saslauth.limits.limiter import Limiter
@@ -41,6 +43,9 @@ class SessionSettings:
     spid: int = 0
     mech_lines: list[tuple[str, list[str]]] = field(default_factory=list)
     limiter: Limiter | None = None  # saslauth.limits: penalties and refusals around verify
+    # Each mechanism's exchange() on one shared instance: mechanisms keep their per-request
+    # state in the generator, so one object per name serves every request.
+    exchanges: dict[str, Callable[[AuthRequest], mech.Exchange]] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -52,10 +57,21 @@ class SessionSettings:
         known = mech.registry()
         chosen = {name: known[name] for name in names}
         lines = [(name, cls_.security.words()) for name, cls_ in chosen.items()]
-        return cls(chosen, usernames, mech_lines=lines, **kwargs)  # type: ignore[arg-type]
+        exchanges: dict[str, Callable[[AuthRequest], mech.Exchange]] = {}
+        for name, cls_ in chosen.items():
+            exchanges[name] = cls_(usernames).exchange
+        return cls(
+            chosen,
+            usernames,
+            mech_lines=lines,
+            exchanges=exchanges,
+            **kwargs,  # type: ignore[arg-type]
+        )
 
 
-Verify = Callable[[VerifyRequest], "asyncio.Future[Lookup]"]
+# How a session has a password checked: submit(request, done); done gets the Lookup, or the
+# exception that stands for it (VerifierClient.submit is one).
+Submit = Callable[[VerifyRequest, Done], None]
 
 
 @dataclass(slots=True)
@@ -70,10 +86,10 @@ class Session(asyncio.Protocol):
     """The protocol object for one accepted connection."""
 
     def __init__(
-        self, settings: SessionSettings, verify: Verify, cuid: int, cookie: str, peer: str = ""
+        self, settings: SessionSettings, submit: Submit, cuid: int, cookie: str, peer: str = ""
     ) -> None:
         self.settings = settings
-        self._verify = verify
+        self._submit = submit
         self._cuid = cuid
         self._cookie = cookie
         self.peer = peer
@@ -118,8 +134,8 @@ class Session(asyncio.Protocol):
 
     # ---- request lifecycle ----------------------------------------------------------------
     def _begin(self, request: AuthRequest) -> None:
-        mechanism = self.settings.mechanisms[request.mechanism](self.settings.usernames)
-        pending = _Pending(request, mechanism.exchange(request), time.monotonic())
+        exchange = self.settings.exchanges[request.mechanism](request)
+        pending = _Pending(request, exchange, time.monotonic())
         self.pending[request.id] = pending
         self._step(pending, None)
 
@@ -179,20 +195,29 @@ class Session(asyncio.Protocol):
         )
         limiter = self.settings.limiter
         if limiter is None:
-            future = self._verify(verify_request)
+            self._submit(verify_request, partial(self._verified, pending))
         else:
             future = limiter.verify(self._verify, verify_request)
-        future.add_done_callback(lambda f: self._verified(pending, f))
+            future.add_done_callback(partial(self._limited, pending))
 
-    def _verified(self, pending: _Pending, future: asyncio.Future[Lookup]) -> None:
+    def _verify(self, request: VerifyRequest) -> asyncio.Future[Lookup]:
+        """The submit function as the limiter calls it: the answer as a future."""
+        future: asyncio.Future[Lookup] = self._loop.create_future()
+        self._submit(request, partial(settle, future))
+        return future
+
+    def _limited(self, pending: _Pending, future: asyncio.Future[Lookup]) -> None:
+        error = future.exception()
+        self._verified(pending, future.result() if error is None else error)
+
+    def _verified(self, pending: _Pending, result: Lookup | BaseException) -> None:
         if self.pending.get(pending.request.id) is not pending:
             return  # cancelled, aborted or disconnected meanwhile: never answer
-        error = future.exception()
-        if error is not None:
-            log.error("verification failed: %s", error)
-            self._step(pending, Lookup(Verdict.INTERNAL_FAILURE, log_reason=str(error)))
+        if isinstance(result, Lookup):
+            self._step(pending, result)
         else:
-            self._step(pending, future.result())
+            log.error("verification failed: %s", result)
+            self._step(pending, Lookup(Verdict.INTERNAL_FAILURE, log_reason=str(result)))
 
     def _finish(self, pending: _Pending, outcome: mech.Outcome) -> None:
         if isinstance(outcome, mech.Success):

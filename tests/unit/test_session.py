@@ -13,6 +13,7 @@ from saslauth.passdb import Lookup, Verdict
 from saslauth.session import Session, SessionSettings
 from saslauth.usernames import UsernamePolicy
 from saslauth.verifier import VerifyRequest
+from saslauth.verifier.client import Done
 
 USERS = {"alice": b"secret", "bob": b"bobpw"}
 GOOD = "AGFsaWNlAHNlY3JldA=="  # \0alice\0secret
@@ -51,11 +52,15 @@ class Harness:
         settings = SessionSettings.create(
             ["PLAIN", "LOGIN"], UsernamePolicy(), failure_delay=delay, tempfail=tempfail, spid=1
         )
-        self.session = Session(settings, self.verify, 1, "00" * 16)
+        self.session = Session(settings, self.submit, 1, "00" * 16)
         self.transport = FakeTransport()
         self.session.connection_made(self.transport)
         greeting = self.transport.lines()
         assert greeting[0] == "VERSION\t1\t2" and greeting[-1] == "DONE"
+
+    def submit(self, request: VerifyRequest, done: Done) -> None:
+        """Answers on a later loop turn, as the verifier client does."""
+        self.verify(request).add_done_callback(lambda future: done(future.result()))
 
     def verify(self, request: VerifyRequest) -> asyncio.Future[Lookup]:
         self.requests.append(request)

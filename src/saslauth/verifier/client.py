@@ -17,6 +17,7 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import cast
 
 from saslauth import verifier
@@ -27,6 +28,7 @@ log = logging.getLogger("saslauth.front")
 
 REPLY_TIMEOUT = 7.0  # Postfix gives up after 10 s; leave room for the failure delay
 ATTACH_WAIT = 3.0  # how long a request waits for a replacement verifier
+FLUSH_AT = 8
 SWEEP_EVERY = 0.25  # one timer checks every deadline this often (no timer per request)
 
 
@@ -68,11 +70,33 @@ class _Link(asyncio.Protocol):
             self.transport.close()
 
 
+# Called once per request with the verifier's answer, or the error that stands for it.
+Done = Callable[[Lookup | VerifierError], None]
+
+
+def settle(future: asyncio.Future[Lookup], result: Lookup | VerifierError) -> None:
+    """A :data:`Done` that completes ``future`` (unless it was cancelled meanwhile)."""
+    if future.done():
+        return
+    if isinstance(result, Lookup):
+        future.set_result(result)
+    else:
+        future.set_exception(result)
+
+
 @dataclass(slots=True)
 class _Entry:
-    future: asyncio.Future[Lookup]
+    done: Done
     deadline: float  # loop time after which the request fails (checked by the sweeper)
     link: _Link | None = field(default=None)
+
+
+def _answer(done: Done, result: Lookup | VerifierError) -> None:
+    # One requester's bug must not cost the other answers of the same batch.
+    try:
+        done(result)
+    except Exception:
+        log.exception("bug while handing over a verification result")
 
 
 class VerifierClient:
@@ -133,18 +157,30 @@ class VerifierClient:
         return self._link is not None
 
     def verify(self, request: verifier.VerifyRequest) -> asyncio.Future[Lookup]:
+        """:meth:`submit` with the answer as a future (VerifierError as its exception)."""
+        future: asyncio.Future[Lookup] = asyncio.get_running_loop().create_future()
+        self.submit(request, partial(settle, future))
+        return future
+
+    def submit(self, request: verifier.VerifyRequest, done: Done) -> None:
+        """Send ``request``; ``done`` is called once, with the answer or a VerifierError.
+
+        The per-request path of the front: no future and no extra loop turn between the
+        verifier's reply and the session's answer to its client.
+        """
         loop = asyncio.get_running_loop()
         self._seq += 1
         seq = self._seq
-        future: asyncio.Future[Lookup] = loop.create_future()
         timeout = REPLY_TIMEOUT if self._link is not None else ATTACH_WAIT
-        self._pending[seq] = _Entry(future, loop.time() + timeout)
+        self._pending[seq] = _Entry(done, loop.time() + timeout)
         if self._sweeper is None:
             self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep)
-        if not self._queued and self._link is not None:
+        queued = self._queued
+        if not queued and self._link is not None:
             loop.call_soon(self._flush)
-        self._queued.append((seq, verifier.encode_request(seq, request)))
-        return future
+        queued.append((seq, verifier.encode_request(seq, request)))
+        if len(queued) >= FLUSH_AT:
+            self._flush()
 
     def _flush(self) -> None:
         link = self._link
@@ -186,13 +222,13 @@ class VerifierClient:
 
     def resolve(self, seq: int, lookup: Lookup) -> None:
         entry = self._forget(seq)
-        if entry is not None and not entry.future.done():  # None: it timed out already
-            entry.future.set_result(lookup)
+        if entry is not None:  # None: it timed out already
+            _answer(entry.done, lookup)
 
-    def _fail(self, seq: int, error: Exception) -> None:
+    def _fail(self, seq: int, error: VerifierError) -> None:
         entry = self._forget(seq)
-        if entry is not None and not entry.future.done():
-            entry.future.set_exception(error)
+        if entry is not None:
+            _answer(entry.done, error)
 
     def _timed_out(self, seq: int) -> None:
         entry = self._pending.get(seq)
