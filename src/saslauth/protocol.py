@@ -152,7 +152,7 @@ class ServerConnection:
                 self._pos = end + 1
             if line.endswith(b"\r"):
                 line = line[:-1]
-            if b"\x00" in line:  # the line is handled as a C string: a NUL truncates it
+            if 0 in line:  # the line is handled as a C string: a NUL truncates it
                 line = line[: line.find(b"\x00")]
             event = self._handle_line(line)
             if event is not None:
@@ -224,13 +224,14 @@ class ServerConnection:
             if initial is None:
                 return Rejected(request_id, REASON_BAD_INITIAL, "invalid_base64")
         self.requests[request_id] = RequestState.BUSY
+        lip, rip = params.get(b"lip"), params.get(b"rip")
         return AuthRequest(
             request_id,
             mechanism,
             wire.decode_text(service),
             initial,
-            _ip(params.get(b"lip")),
-            _ip(params.get(b"rip")),
+            _IP_CACHE[lip] if lip in _IP_CACHE else _ip(lip),
+            _IP_CACHE[rip] if rip in _IP_CACHE else _ip(rip),
             _port(params.get(b"lport")),
             _port(params.get(b"rport")),
             b"secured" in flags or b"secured" in params,
@@ -282,6 +283,8 @@ class ServerConnection:
             return b"CONT\t" + head + b"\t" + wire.b64encode(event.data) + b"\n"
         del self.requests[event.id]
         if isinstance(event, Ok):
+            if not event.fields:  # the usual OK: nothing but the user name
+                return b"OK\t%s\tuser=%s\n" % (head, wire.encode_text(event.user))
             parts = [b"OK", head, b"user=" + wire.encode_text(event.user)]
         else:
             parts = [b"FAIL", head]

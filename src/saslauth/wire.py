@@ -46,14 +46,14 @@ def _unescape_one(match: re.Match[bytes]) -> bytes:
 
 def unescape(field: bytes) -> bytes:
     """Undo tab-escaping of one field (``str_tabunescape``)."""
-    if b"\x01" not in field:
+    if 1 not in field:  # (an int: a byte search is 5x cheaper than a bytes one)
         return field
     return _ESCAPE_SEQ.sub(_unescape_one, field)
 
 
 def split_fields(line: bytes) -> list[bytes]:
     """Split a line on raw TABs, then unescape each field (a raw TAB always separates)."""
-    if b"\x01" not in line:  # the usual case: nothing escaped anywhere in the line
+    if 1 not in line:  # the usual case: nothing escaped anywhere in the line
         return line.split(b"\t")
     return [unescape(f) for f in line.split(b"\t")]
 
@@ -79,7 +79,7 @@ def b64decode(data: bytes) -> bytes | None:
     Whitespace is skipped, padding is required, ``=`` may not start a quantum, nothing may follow
     the padding, and the URL-safe alphabet is refused.  The empty string is valid.
     """
-    if b" " in data or b"\t" in data or b"\r" in data or b"\n" in data:
+    if 32 in data or 9 in data or 13 in data or 10 in data:  # space, TAB, CR, LF
         data = _B64_SPACE.sub(b"", data)
     try:
         return binascii.a2b_base64(data, strict_mode=True)
