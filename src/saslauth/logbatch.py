@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TextIO
 
 from saslauth import logs
@@ -81,11 +82,13 @@ class LineWriter:
     handler, a handler added later) gets the ordinary call, so no line is ever lost or changed.
     """
 
-    __slots__ = ("_level", "_logger")
+    __slots__ = ("_handler", "_level", "_logger", "_render")
 
     def __init__(self, logger: logging.Logger, level: int = logging.INFO) -> None:
         self._logger = logger
         self._level = level
+        self._handler: logging.Handler | None = None  # the root handler _render was made for
+        self._render: Callable[[int, str], str] | None = None
 
     def __call__(self, message: str) -> None:
         logger = self._logger
@@ -96,8 +99,10 @@ class LineWriter:
             handler = handlers[0]
             stream = getattr(handler, "stream", None)
             if type(stream) is BatchedStream and handler.level <= self._level:
-                render = logs.renderer(handler)
-                if render is not None:
+                if handler is not self._handler:
+                    self._handler, self._render = handler, logs.renderer(handler)
+                render = self._render
+                if render is not None and not handler.filters:
                     stream.write(render(self._level, message))
                     stream.flush()
                     return

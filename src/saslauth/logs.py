@@ -24,6 +24,9 @@ _PRIORITY = {
 }
 
 
+_LEVEL_NAMES = {level: logging.getLevelName(level) for level in _PRIORITY}
+
+
 class _JournalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record).replace("\n", " ")
@@ -55,12 +58,13 @@ def setup(level: str, process: str) -> None:
 
 def renderer(handler: logging.Handler) -> Callable[[int, str], str] | None:
     """``render(level, message)``: the line ``handler`` would write for a record of ``level``
-    with ``message``, terminator included, when ``handler`` is the one :func:`setup` made.
+    with ``message``, terminator included, when ``handler`` is the one :func:`setup` made (and
+    has no filters: the caller checks that, as they may be added later).
 
     A LogRecord plus ``Formatter.format`` cost more than all the rest of an authentication in
     the front; its one line per attempt is rendered with this instead (:mod:`saslauth.logbatch`).
     """
-    if _installed is None or _installed[0] is not handler or handler.filters:
+    if _installed is None or _installed[0] is not handler:
         return None
     return _installed[1]
 
@@ -87,7 +91,7 @@ def _plain_renderer(process: str) -> Callable[[int, str], str]:
         if whole != second:
             second, stamp = whole, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         millis = int((now - whole) * 1000)
-        name = logging.getLevelName(level)
+        name = _LEVEL_NAMES[level]
         return f"{stamp},{millis:03d} {name} {process}[{os.getpid()}]: {message}\n"
 
     return render
