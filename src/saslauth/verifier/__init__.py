@@ -83,7 +83,31 @@ def encode_reply(seq: int, lookup: Lookup) -> bytes:
     return wire.join_fields(parts)
 
 
+# Reply lines without their sequence number -> the Lookup they decode to.  Replies repeat (the
+# same verdict, backend and fields for every login of a user, often of all users), and a Lookup
+# is an immutable value, so equal lines share one.  Short lines only, a bounded number of them.
+_DECODED: dict[bytes, Lookup] = {}
+_DECODED_LIMIT = 1024
+_DECODED_MAX_LINE = 256
+
+
 def decode_reply(line: bytes) -> tuple[int, Lookup]:
+    first = line.find(b"\t")
+    second = line.find(b"\t", first + 1)
+    if first > 0 and second > first + 1 and len(line) <= _DECODED_MAX_LINE:
+        seq = line[first + 1 : second]
+        known = _DECODED.get(line[:first] + line[second:])
+        if known is not None and seq.isdigit():
+            return int(seq), known
+    number, lookup = _decode_reply(line)
+    if len(line) <= _DECODED_MAX_LINE:
+        if len(_DECODED) >= _DECODED_LIMIT:
+            _DECODED.clear()
+        _DECODED[line[:first] + line[second:]] = lookup
+    return number, lookup
+
+
+def _decode_reply(line: bytes) -> tuple[int, Lookup]:
     fields = wire.split_fields(line)
     cache = _CACHE_STATES.get(fields[0]) if fields else None
     if len(fields) < 7 or cache is None or not fields[1].isdigit():
