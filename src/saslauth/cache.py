@@ -71,6 +71,7 @@ class VerifyCache:
         self.size = size
         self._clock = clock
         self._key = secrets.token_bytes(32)
+        self._hmac = hmac.new(self._key, digestmod=hashlib.sha256)  # never updated: copied
         self._entries: OrderedDict[bytes, _Entry[object]] = OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -83,10 +84,10 @@ class VerifyCache:
 
     # ---- keys -----------------------------------------------------------------------------
     def _mac(self, *parts: bytes) -> bytes:
-        mac = hmac.new(self._key, digestmod=hashlib.sha256)
-        for part in parts:  # length-prefixed: no two part lists give the same message
-            mac.update(len(part).to_bytes(4, "big"))
-            mac.update(part)
+        # Length-prefixed: no two part lists give the same message.  One update of a copy of
+        # the keyed HMAC (its pads already hashed) costs half of a new HMAC fed part by part.
+        mac = self._hmac.copy()
+        mac.update(b"".join([len(part).to_bytes(4, "big") + part for part in parts]))
         return mac.digest()
 
     def _user_tag(self, user: str) -> bytes:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -355,3 +357,11 @@ def test_loop_choice() -> None:
     else:
         assert loops.run(kind, "auto") == "uvloop"
         assert loops.run(kind, "uvloop") == "uvloop"
+
+
+def test_key_is_hmac_sha256_of_the_length_prefixed_parts(clock: Clock) -> None:
+    cache = VerifyCache(60, 10, 100, clock=clock)
+    message = b"".join(len(p).to_bytes(4, "big") + p for p in (b"hash", b"al", b"pw", b"h"))
+    expected = hmac.new(cache._key, message, hashlib.sha256).digest()
+    assert cache.hash_key("al", b"pw", "h") == expected
+    assert cache.hash_key("al", b"pw", "h") == expected  # the keyed template is never updated

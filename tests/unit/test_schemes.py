@@ -735,3 +735,49 @@ def test_generate_then_verify_any_password(scheme: str, password: bytes, user: s
     stored = schemes.generate(scheme, password, user=user)
     assert schemes.verify(password, stored, user=user)
     assert not schemes.verify(password + b"x", stored, user=user)
+
+
+# ---- plain_checker: the verifier's PLAIN fast path ----------------------------------------
+
+_PLAIN_PREFIXES = st.sampled_from(
+    [
+        *("", "{PLAIN}", "{plain}", "{CLEAR}", "{CLEARTEXT}", "{Plain.b64}", "{PLAIN.HEX}"),
+        *("{PLAIN.x}", "{PLAIN-TRUNC}", "{SHA}", "{CRYPT}", "$1$", "{", "{}"),
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    prefix=_PLAIN_PREFIXES,
+    body=st.text(max_size=40),
+    password=st.one_of(st.binary(max_size=40), st.just(b"secret"), st.just(b"se\0cret")),
+    default=st.sampled_from(["PLAIN", "CLEAR", "CRYPT", "SHA", "X"]),
+    same=st.booleans(),
+)
+def test_plain_checker_answers_as_verify(
+    prefix: str, body: str, password: bytes, default: str, same: bool
+) -> None:
+    stored = prefix + (password.decode("utf-8", "surrogateescape") if same else body)
+    check = schemes.plain_checker(stored, default_scheme=default)
+    try:
+        expected: bool | None = schemes.verify(password, stored, default_scheme=default)
+    except SchemeError:
+        expected = None
+    if check is None:  # not PLAIN, or verify() refuses the value: verify() stays in charge
+        plain = schemes.scheme_of(stored, default_scheme=default) if expected is not None else ""
+        assert plain not in ("PLAIN", "CLEAR", "CLEARTEXT")
+    else:
+        assert check(password) is expected
+
+
+def test_plain_checker_cases() -> None:
+    check = schemes.plain_checker("{PLAIN}secret")
+    assert check is not None and check(b"secret") and not check(b"secret\0")
+    assert not check(b"Secret") and not check(b"")
+    assert schemes.plain_checker("{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=") is None
+    assert schemes.plain_checker("{PLAIN.nope}x") is None  # verify() raises for it
+    assert schemes.plain_checker("{PLAIN.b64}!!") is None
+    bare = schemes.plain_checker("secret", default_scheme="plain")
+    assert bare is not None and bare(b"secret")
+    assert schemes.plain_checker("secret") is None  # default CRYPT

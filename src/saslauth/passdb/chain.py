@@ -62,6 +62,10 @@ def apply_fields(lookup: Lookup, request: VerifyRequest) -> Lookup:
     ``nodelay``.  On success the other fields, ``nologin`` and ``nodelay`` included, go back in
     OK; when every field was hidden, Dovecot leaves one empty field, and so do we.
     """
+    if not lookup.extra:
+        return lookup  # nothing to apply: the steps below would rebuild an equal Lookup
+    if lookup.verdict is Verdict.OK and HIDDEN_FIELDS.isdisjoint(k for k, _ in lookup.extra):
+        return lookup  # the same: no rename, no net check, every field is visible
     extra = dict(lookup.extra)
     user = extra.get("user") or lookup.user
     if lookup.verdict is not Verdict.OK:
@@ -109,9 +113,13 @@ class Chain:
     async def verify_plain(self, request: VerifyRequest) -> Lookup:
         internal: Lookup | None = None
         failure: Lookup | None = None
+        cache = verifycache.current()
         for passdb in self.passdbs:
             try:
-                lookup = await _ask(passdb, request)
+                if cache is None or getattr(passdb, "hash_cache", False):
+                    lookup = await passdb.verify_plain(request)  # _ask, one coroutine less
+                else:
+                    lookup = await _ask(passdb, request)
             except BackendError as exc:
                 log.error("passdb %s: %s", passdb.name, exc)
                 internal = Lookup(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import ClassVar, final
@@ -31,6 +32,21 @@ log = logging.getLogger("saslauth.passdb")
 class Entry:
     password: str = field(repr=False)
     extra: Fields = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """What verifying one entry needs, worked out once (on first use) instead of per request.
+
+    ``ok`` and ``mismatch`` are this entry's answers, the very values verify_plain returned
+    when it built them each time; Lookup is frozen, so one instance serves every request.
+    """
+
+    stored: str = field(repr=False)
+    cheap: bool  # schemes.is_cheap(stored): verified on the event loop
+    plain: Callable[[bytes], bool] | None = field(repr=False)  # schemes.plain_checker(stored)
+    ok: Lookup
+    mismatch: Lookup
 
 
 def parse_extra(text: str) -> Fields:
@@ -69,7 +85,14 @@ class PasswdFile:
         self._executor = executor
         self._stamp: tuple[int, int, int] | None = None
         self._entries: dict[str, Entry] = {}
-        self._dummy = ""
+        # Accounts of the users seen since the last load: only those, so a big file loads as
+        # fast as before and unknown names cannot grow this.
+        self._accounts: dict[str, Account] = {}
+        self._dummy: Account | None = None
+        self._unknown = Lookup(Verdict.USER_UNKNOWN, backend=self.name)
+        self._empty = Lookup(
+            Verdict.PASSWORD_MISMATCH, backend=self.name, log_reason="empty password"
+        )
         self._reported: set[tuple[str, str]] = set()  # scheme problems already logged
         self._fresh = False
 
@@ -95,15 +118,30 @@ class PasswdFile:
             self._fresh = False  # every request of this turn reports the outage
             raise BackendError(f"cannot read {path}: {exc.strerror}") from None
         self._entries = parse(text, path)
+        self._accounts = {}
         self._reported.clear()  # a new file: its problems are worth saying again
         self._stamp = stamp
         # Unknown users are checked against a real hash from the file, so they cost the same.
-        self._dummy = next(iter(self._entries.values())).password if self._entries else ""
+        first = next(iter(self._entries.values()), None)
+        self._dummy = self._account(first) if first is not None and first.password else None
         log.info("passwd-file %s: loaded %d users", path, len(self._entries))
 
-    async def _check(self, password: bytes, stored: str, user: str) -> bool:
+    def _account(self, entry: Entry) -> Account:
         scheme = self.settings.default_scheme
-        if schemes.is_cheap(stored, default_scheme=scheme):
+        return Account(
+            entry.password,
+            schemes.is_cheap(entry.password, default_scheme=scheme),
+            schemes.plain_checker(entry.password, default_scheme=scheme),
+            Lookup(Verdict.OK, backend=self.name, extra=entry.extra),
+            Lookup(Verdict.PASSWORD_MISMATCH, user=None, backend=self.name, extra=entry.extra),
+        )
+
+    async def _check(self, password: bytes, account: Account, user: str) -> bool:
+        """``schemes.verify(password, account.stored)``: on a thread and through the
+        verification cache unless the scheme is cheap.  Callers test ``account.plain`` first
+        (the same answer without set-up, and without this coroutine)."""
+        stored, scheme = account.stored, self.settings.default_scheme
+        if account.cheap:
             return schemes.verify(password, stored, user=user, default_scheme=scheme)
         cache = verifycache.current()
         if cache is not None:  # keyed with the stored hash: a changed password counts at once
@@ -120,26 +158,34 @@ class PasswdFile:
         return matched
 
     async def verify_plain(self, request: VerifyRequest) -> Lookup:
-        self._refresh()
-        entry = self._entries.get(request.user)
-        if entry is None:
-            if self._dummy:
-                with contextlib.suppress(SchemeError):
-                    await self._check(request.password, self._dummy, request.user)
-            return Lookup(Verdict.USER_UNKNOWN, backend=self.name)
-        if not entry.password:
-            return Lookup(Verdict.PASSWORD_MISMATCH, backend=self.name, log_reason="empty password")
+        if not self._fresh:
+            self._refresh()
+        user, password = request.user, request.password
+        account = self._accounts.get(user)
+        if account is None:
+            entry = self._entries.get(user)
+            if entry is None:
+                dummy = self._dummy  # the same work as a known user's wrong password
+                if dummy is not None:
+                    with contextlib.suppress(SchemeError):
+                        if dummy.plain is not None:
+                            dummy.plain(password)
+                        else:
+                            await self._check(password, dummy, user)
+                return self._unknown
+            if not entry.password:
+                return self._empty
+            account = self._accounts[user] = self._account(entry)
         try:
-            matched = await self._check(request.password, entry.password, request.user)
+            if account.plain is not None:
+                matched = account.plain(password)
+            else:
+                matched = await self._check(password, account, user)
         except SchemeError as exc:
             # Once per user and problem (the message names the scheme, never the hash); every
             # attempt still says why in its own auth: line.
-            if (request.user, str(exc)) not in self._reported:
-                self._reported.add((request.user, str(exc)))
-                log.error("passwd-file %s: user %s: %s", self.settings.path, request.user, exc)
+            if (user, str(exc)) not in self._reported:
+                self._reported.add((user, str(exc)))
+                log.error("passwd-file %s: user %s: %s", self.settings.path, user, exc)
             return Lookup(Verdict.INTERNAL_FAILURE, backend=self.name, log_reason=str(exc))
-        if not matched:
-            return Lookup(
-                Verdict.PASSWORD_MISMATCH, user=None, backend=self.name, extra=entry.extra
-            )
-        return Lookup(Verdict.OK, backend=self.name, extra=entry.extra)
+        return account.ok if matched else account.mismatch

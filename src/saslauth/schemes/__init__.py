@@ -36,9 +36,11 @@ A password containing a NUL byte never matches (Dovecot's passwords are C string
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from saslauth.errors import SchemeError
 from saslauth.schemes.argon import set_argon2_limit
+from saslauth.schemes.digests import plain_verify
 from saslauth.schemes.encoding import encode, to_bytes
 from saslauth.schemes.registry import SCHEMES, decode_raw, lookup, split_stored
 
@@ -47,6 +49,7 @@ __all__ = [
     "generate",
     "is_cheap",
     "known_schemes",
+    "plain_checker",
     "scheme_of",
     "set_argon2_limit",
     "verify",
@@ -70,6 +73,29 @@ def verify(password: bytes, stored: str, *, user: str = "", default_scheme: str 
     if scheme.verify is not None:
         return scheme.verify(password, raw, user)
     return hmac.compare_digest(scheme.generate(password, user, None), raw)
+
+
+def plain_checker(stored: str, *, default_scheme: str = "CRYPT") -> Callable[[bytes], bool] | None:
+    """A ready ``verify(password, stored)`` for a PLAIN/CLEAR/CLEARTEXT value, else None.
+
+    The verifier checks the same stored value again and again; for PLAIN the scheme lookup and
+    decoding are nearly all of verify()'s cost, so they are done once here.  None for every
+    other scheme and for a value verify() would refuse (then verify() raises as usual).  The
+    checker answers exactly as verify() does: NUL never matches, compare_digest otherwise.
+    """
+    name, data = split_stored(stored, default_scheme)
+    try:
+        scheme, encoding, explicit = lookup(name)
+        if scheme.verify is not plain_verify:
+            return None
+        raw = decode_raw(scheme, encoding, explicit, to_bytes(data))
+    except SchemeError:
+        return None
+
+    def check(password: bytes) -> bool:
+        return b"\0" not in password and hmac.compare_digest(password, raw)
+
+    return check
 
 
 def generate(scheme: str, password: bytes, *, user: str = "", rounds: int | None = None) -> str:

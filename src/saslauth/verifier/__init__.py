@@ -13,6 +13,7 @@ when it was; a reader of the plain ``R`` form needs no change.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from saslauth import wire
@@ -48,29 +49,39 @@ def encode_request(seq: int, req: VerifyRequest) -> bytes:
     )
 
 
+# Slot setters of the frozen VerifyRequest: decode_request fills a bare instance with them,
+# about half the cost of the generated __init__ (which calls object.__setattr__ per field).
+# Unpacked from the class's own fields in order: a field added there fails here, at import.
+_new_request = object.__new__
+_set_user, _set_password, _set_service, _set_rip, _set_lip, _set_secured = (
+    getattr(VerifyRequest, f.name).__set__ for f in dataclasses.fields(VerifyRequest)
+)
+
+
 def decode_request(line: bytes) -> tuple[int, VerifyRequest]:
     fields = wire.split_fields(line)
     if len(fields) != 8 or fields[0] != b"V" or not fields[1].isdigit():
         raise VerifierError("malformed verify request")
-    text = wire.decode_text
-    return int(fields[1]), VerifyRequest(
-        user=text(fields[2]),
-        password=fields[3],
-        service=text(fields[4]),
-        rip=text(fields[5]) or None,
-        lip=text(fields[6]) or None,
-        secured=fields[7] == b"1",
-    )
+    _, seq, user, password, service, rip, lip, secured = fields
+    # wire.decode_text, inline (the verifier decodes three fields per request)
+    request = _new_request(VerifyRequest)
+    _set_user(request, user.decode("utf-8", "surrogateescape"))
+    _set_password(request, password)
+    _set_service(request, service.decode("utf-8", "surrogateescape"))
+    _set_rip(request, rip.decode("utf-8", "surrogateescape") if rip else None)
+    _set_lip(request, lip.decode("utf-8", "surrogateescape") if lip else None)
+    _set_secured(request, secured == b"1")
+    return int(seq), request
 
 
 _REPLY_TAGS = {"": b"R", "hit": b"R:hit", "miss": b"R:miss"}
 _CACHE_STATES = {tag: state for state, tag in _REPLY_TAGS.items()}
 
 
-def encode_reply(seq: int, lookup: Lookup) -> bytes:
+def _reply_fields(lookup: Lookup) -> bytes:
+    """Everything of a reply line after ``<tag> TAB <seq>``, TAB and LF included."""
     parts = [
-        _REPLY_TAGS.get(lookup.cache, b"R"),
-        b"%d" % seq,
+        b"",
         lookup.verdict.value.encode(),
         wire.encode_text(lookup.user or ""),
         wire.encode_text(lookup.backend),
@@ -81,6 +92,38 @@ def encode_reply(seq: int, lookup: Lookup) -> bytes:
         item = name if value is None else f"{name}={value}"
         parts.append(wire.encode_text(item))
     return wire.join_fields(parts)
+
+
+def encode_reply(seq: int, lookup: Lookup) -> bytes:
+    return b"%s\t%d%s" % (_REPLY_TAGS.get(lookup.cache, b"R"), seq, _reply_fields(lookup))
+
+
+class ReplyEncoder:
+    """``encode_reply`` for the verifier child, remembering the encoded fields of recent
+    Lookups by identity: a passdb that answers with one prebuilt Lookup per user (passwd-file)
+    gets each encoded once, so a reply costs one formatting of the sequence number.
+
+    A Lookup is frozen and its fields immutable, so the same object always encodes the same;
+    the remembered Lookup is kept alive with its bytes, so its id cannot be reused meanwhile.
+    """
+
+    LIMIT = 4096  # remembered Lookups at most; then the memory starts over
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[Lookup, bytes]] = {}
+
+    def encode(self, seq: int, lookup: Lookup, cache: str = "") -> bytes:
+        """``encode_reply(seq, replace(lookup, cache=cache))`` when ``cache``, else
+        ``encode_reply(seq, lookup)``; without building that Lookup."""
+        known = self._known.get(id(lookup))
+        if known is not None and known[0] is lookup:
+            fields = known[1]
+        else:
+            fields = _reply_fields(lookup)
+            if len(self._known) >= self.LIMIT:
+                self._known.clear()
+            self._known[id(lookup)] = (lookup, fields)
+        return b"%s\t%d%s" % (_REPLY_TAGS.get(cache or lookup.cache, b"R"), seq, fields)
 
 
 # Reply lines without their sequence number -> the Lookup they decode to.  Replies repeat (the
@@ -138,13 +181,26 @@ class LineReader:
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[bytes]:
-        self._buffer += data
-        if b"\n" not in data:
+        if self._buffer or type(data) is not bytes:
+            self._buffer += data
+            if b"\n" not in data:
+                if len(self._buffer) > MAX_LINE:
+                    raise VerifierError("line too long")
+                return []
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        elif b"\n" not in data:
+            self._buffer += data
             if len(self._buffer) > MAX_LINE:
                 raise VerifierError("line too long")
             return []
-        *lines, rest = self._buffer.split(b"\n")
-        self._buffer = bytearray(rest)
-        if len(rest) > MAX_LINE or any(len(line) > MAX_LINE for line in lines):
+        # The usual case, data ending at a line end with nothing buffered, splits the bytes as
+        # they came (no copy into the buffer and out again).
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        self._buffer += rest
+        if len(data) > MAX_LINE and (
+            len(rest) > MAX_LINE or any(len(line) > MAX_LINE for line in lines)
+        ):
             raise VerifierError("line too long")
-        return [bytes(line) for line in lines]
+        return lines

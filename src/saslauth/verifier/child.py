@@ -18,7 +18,6 @@ import types
 from collections.abc import Awaitable, Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
-from dataclasses import replace
 from typing import Any, cast
 
 from saslauth import cache as verifycache
@@ -55,6 +54,7 @@ class ChildProtocol(asyncio.Protocol):
         self._chain = chain
         self._done = done
         self._reader = verifier.LineReader()
+        self._encoder = verifier.ReplyEncoder()
         self._out = bytearray()
         self._transport: asyncio.Transport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -75,8 +75,10 @@ class ChildProtocol(asyncio.Protocol):
             assert self._transport is not None
             self._transport.close()
             return
+        outcome = verifycache.outcome
         for seq, request in requests:
-            verifycache.outcome.set("")  # tasks copy this context: each starts with no state
+            if outcome.get():  # tasks copy this context: each starts with no state
+                outcome.set("")  # (only set when it is not: it stays "" with no cache)
             if self._direct:
                 self._serve_direct(seq, request)
             else:
@@ -113,11 +115,9 @@ class ChildProtocol(asyncio.Protocol):
         self._reply(seq, lookup, verifycache.outcome.get())
 
     def _reply(self, seq: int, lookup: Lookup, cache: str) -> None:
-        if cache:
-            lookup = replace(lookup, cache=cache)
         if not self._out:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._out += verifier.encode_reply(seq, lookup)
+        self._out += self._encoder.encode(seq, lookup, cache)  # the cache state goes in the tag
 
     def _flush(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
