@@ -26,6 +26,17 @@ _PRIORITY = {
 
 _LEVEL_NAMES = {level: logging.getLevelName(level) for level in _PRIORITY}
 
+# os.getpid() is a system call (glibc no longer caches it); the renderer needs it per line.
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
 
 class _JournalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -92,7 +103,7 @@ def _plain_renderer(process: str) -> Callable[[int, str], str]:
             second, stamp = whole, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         millis = int((now - whole) * 1000)
         name = _LEVEL_NAMES[level]
-        return f"{stamp},{millis:03d} {name} {process}[{os.getpid()}]: {message}\n"
+        return f"{stamp},{millis:03d} {name} {process}[{_pid}]: {message}\n"
 
     return render
 

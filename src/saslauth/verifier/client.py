@@ -107,6 +107,8 @@ class VerifierClient:
         self._link: _Link | None = None
         self._queued: list[tuple[int, bytes]] = []  # not yet written to any child
         self._on_broken = on_broken
+        # The loop, kept: asyncio.get_running_loop() checks the pid, a getpid() system call.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def attach(self, sock: socket.socket) -> _Link:
         """Start talking to a (new) verifier child over ``sock``."""
@@ -168,7 +170,9 @@ class VerifierClient:
         The per-request path of the front: no future and no extra loop turn between the
         verifier's reply and the session's answer to its client.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         self._seq += 1
         seq = self._seq
         timeout = REPLY_TIMEOUT if self._link is not None else ATTACH_WAIT
