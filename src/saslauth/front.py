@@ -75,7 +75,8 @@ class Front:
         )
         self.sessions.add(session)
         session.on_close = self.sessions.discard
-        session.on_idle = self._session_idle
+        if self.stop.is_set():
+            session.on_idle = self._session_idle
         return session
 
     def _session_idle(self) -> None:
@@ -178,6 +179,8 @@ class Front:
         log.info("stopping: no new connections; finishing requests in flight")
         for server in servers:
             server.close()
+        for session in self.sessions:  # only now: while serving, a request's end costs no call
+            session.on_idle = self._session_idle
         await self._drain()
         for session in list(self.sessions):
             if session.transport is not None:

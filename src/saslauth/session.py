@@ -22,7 +22,7 @@ from saslauth.logs import kv
 from saslauth.passdb import Lookup, Verdict
 from saslauth.protocol import ServerConnection
 from saslauth.usernames import Identity, UsernamePolicy
-from saslauth.verifier import VerifyRequest
+from saslauth.verifier import VerifyRequest, make_request
 from saslauth.verifier.client import Done, settle
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class Session(asyncio.Protocol):
             self._maybe_idle()
 
     def _maybe_idle(self) -> None:
-        if not self.pending and self.on_idle is not None:
+        if self.on_idle is not None and not self.pending:
             self.on_idle()
 
     def _expire(self, request_id: int) -> None:
@@ -185,7 +185,7 @@ class Session(asyncio.Protocol):
             pending.timer = self._loop.call_later(IDLE_TIMEOUT, self._expire, request_id)
             return
         request = pending.request
-        verify_request = VerifyRequest(
+        verify_request = make_request(
             effect.identity.user,
             effect.password,
             request.service,

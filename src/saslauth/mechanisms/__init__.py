@@ -3,7 +3,7 @@
 A mechanism never performs I/O.  Its :meth:`Mechanism.exchange` is a generator that *yields
 effects* — :class:`Challenge` (send data, get the client's answer) or :class:`VerifyPlain`
 (check a password, get a :class:`~saslauth.passdb.Lookup`) — and *returns* an :class:`Outcome`.
-``session.py`` drives it.  The typed helpers :func:`challenge` and :func:`verify_plain` narrow
+``session.py`` drives it.  The typed helpers :func:`challenge` and :func:`verify_password` narrow
 the reply type so mechanism code reads ``data = yield from challenge(b"")``.
 """
 
@@ -107,12 +107,12 @@ def verify_password(
     prepared = usernames.prepare_password(password)
     if prepared is None:
         return Failure(identity)
-    return (yield from verify_plain(identity, prepared))
+    lookup = cast(Lookup, (yield VerifyPlain(identity, prepared)))  # the session's answer
+    return judged(identity, lookup)
 
 
-def verify_plain(identity: Identity, password: bytes) -> Generator[Effect, Reply, Outcome]:
-    """Ask for a password check and turn the passdb's answer into the outcome."""
-    lookup = cast(Lookup, (yield VerifyPlain(identity, password)))  # the session's answer
+def judged(identity: Identity, lookup: Lookup) -> Outcome:
+    """The outcome of a password check: the passdb may have renamed the user."""
     if lookup.user:  # the passdb renamed the user (Dovecot's user= field), also in a FAIL
         identity = Identity(lookup.user, identity.original)
     if lookup.verdict is Verdict.OK:

@@ -49,7 +49,7 @@ def encode_request(seq: int, req: VerifyRequest) -> bytes:
     )
 
 
-# Slot setters of the frozen VerifyRequest: decode_request fills a bare instance with them,
+# Slot setters of the frozen VerifyRequest: make_request fills a bare instance with them,
 # about half the cost of the generated __init__ (which calls object.__setattr__ per field).
 # Unpacked from the class's own fields in order: a field added there fails here, at import.
 _new_request = object.__new__
@@ -58,20 +58,34 @@ _set_user, _set_password, _set_service, _set_rip, _set_lip, _set_secured = (
 )
 
 
+def make_request(
+    user: str, password: bytes, service: str, rip: str | None, lip: str | None, secured: bool
+) -> VerifyRequest:
+    """``VerifyRequest(...)`` for the per-request paths (the session, decode_request)."""
+    request = _new_request(VerifyRequest)
+    _set_user(request, user)
+    _set_password(request, password)
+    _set_service(request, service)
+    _set_rip(request, rip)
+    _set_lip(request, lip)
+    _set_secured(request, secured)
+    return request
+
+
 def decode_request(line: bytes) -> tuple[int, VerifyRequest]:
     fields = wire.split_fields(line)
     if len(fields) != 8 or fields[0] != b"V" or not fields[1].isdigit():
         raise VerifierError("malformed verify request")
     _, seq, user, password, service, rip, lip, secured = fields
     # wire.decode_text, inline (the verifier decodes three fields per request)
-    request = _new_request(VerifyRequest)
-    _set_user(request, user.decode("utf-8", "surrogateescape"))
-    _set_password(request, password)
-    _set_service(request, service.decode("utf-8", "surrogateescape"))
-    _set_rip(request, rip.decode("utf-8", "surrogateescape") if rip else None)
-    _set_lip(request, lip.decode("utf-8", "surrogateescape") if lip else None)
-    _set_secured(request, secured == b"1")
-    return int(seq), request
+    return int(seq), make_request(
+        user.decode("utf-8", "surrogateescape"),
+        password,
+        service.decode("utf-8", "surrogateescape"),
+        rip.decode("utf-8", "surrogateescape") if rip else None,
+        lip.decode("utf-8", "surrogateescape") if lip else None,
+        secured == b"1",
+    )
 
 
 _REPLY_TAGS = {"": b"R", "hit": b"R:hit", "miss": b"R:miss"}
