@@ -35,17 +35,14 @@ class VerifyRequest:
 
 
 def encode_request(seq: int, req: VerifyRequest) -> bytes:
-    return wire.join_fields(
-        [
-            b"V",
-            b"%d" % seq,
-            wire.encode_text(req.user),
-            wire.escape(req.password),
-            wire.encode_text(req.service),
-            (req.rip or "").encode(),
-            (req.lip or "").encode(),
-            b"1" if req.secured else b"0",
-        ]
+    return b"V\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n" % (
+        seq,
+        wire.encode_text(req.user),
+        wire.escape(req.password),
+        wire.encode_text(req.service),
+        (req.rip or "").encode(),
+        (req.lip or "").encode(),
+        b"1" if req.secured else b"0",
     )
 
 
