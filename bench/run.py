@@ -17,6 +17,7 @@ Exit status: 0 all runs clean, 1 some run saw FAIL/other replies or closed conne
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime as dt
 import hashlib
@@ -24,8 +25,10 @@ import json
 import os
 import platform
 import resource
+import selectors
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +55,8 @@ DEFAULT_AUTHBENCH_BIN: Final = BENCH / "authbench"
 DEFAULT_RESULTS: Final = BENCH / "results"
 SERVERS: Final = ("dovecot", "saslauth")
 DOVEADM_DISTINCT: Final = 20  # distinct SHA512-CRYPT hashes made by doveadm, then reused
+IDLE_SAMPLE_EVERY: Final = 100  # after the runs every 100th idle connection sends one AUTH
+FD_MARGIN: Final = 256  # descriptors beyond the idle connections (authbench, logs, pipes)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class Case:
     scheme: str  # Dovecot scheme name, written as {SCHEME} in the passwd-file
     repeat: bool  # authbench cycles through one user only
     description: str
+    idle: bool = False  # hold --idle-conns idle client connections open during the runs
 
 
 CASES: Final[dict[str, Case]] = {
@@ -73,8 +79,16 @@ CASES: Final[dict[str, Case]] = {
             True,
             "{SHA512-CRYPT}, one user/password repeated (creds file of one line)",
         ),
+        Case(
+            "idle",
+            "PLAIN",
+            False,
+            "{PLAIN} passwords, load as in plain while idle client connections stay open",
+            idle=True,
+        ),
     )
 }
+DEFAULT_CASES: Final = "plain,sha512,sha512-repeat,idle"
 
 
 @dataclass
@@ -110,8 +124,26 @@ class Run:
 
 
 @dataclass
-class ProcRss:
-    """Resident set size (VmRSS, KiB) of the processes of one server."""
+class IdleCheck:
+    """The idle connections of one server, checked after its runs."""
+
+    opened: int  # connections that completed the handshake (up to DONE)
+    open_s: float  # seconds it took to open them all
+    still_open: int = 0  # silent and open after the runs
+    closed: int = 0  # closed by the server meanwhile
+    unexpected: int = 0  # sent something although nobody asked
+    sampled: int = 0  # connections that sent one AUTH after the runs
+    sample_ok: int = 0  # ... and got OK for it
+    sample_failures: list[str] = field(default_factory=list)  # the other answers (a few)
+
+    @property
+    def errors(self) -> int:
+        return self.closed + self.unexpected + (self.sampled - self.sample_ok)
+
+
+@dataclass
+class ProcKib:
+    """One memory figure (VmRSS or Pss, KiB) per process of one server."""
 
     processes: dict[str, int]  # "role pid" -> KiB
 
@@ -129,7 +161,11 @@ class CaseResult:
     cred_lines: int
     hashing: str
     runs: list[Run] = field(default_factory=list)
-    rss: dict[str, ProcRss] = field(default_factory=dict)
+    # "saslauth" (master, fronts, verifier), "dovecot-auth" (auth, auth-worker), "dovecot-all"
+    rss: dict[str, ProcKib] = field(default_factory=dict)  # VmRSS: shared pages in every process
+    pss: dict[str, ProcKib] = field(default_factory=dict)  # Pss: shared pages divided among them
+    idle: dict[str, IdleCheck] = field(default_factory=dict)  # idle case: per server
+    dovecot_conf: list[str] = field(default_factory=list)  # deviations from Dovecot's defaults
     log_problems: dict[str, list[str]] = field(default_factory=dict)
 
     def of(self, server: str) -> list[Run]:

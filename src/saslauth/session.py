@@ -173,11 +173,15 @@ class Session(asyncio.Protocol):
         try:
             effect = pending.exchange.send(reply)  # type: ignore[arg-type]
         except StopIteration as stop:
-            self._finish(pending, stop.value)
+            outcome = stop.value
+            if type(outcome) is mech.Success:
+                self._succeed(pending, outcome)
+            else:
+                self._fail(pending, outcome)
             return
         except Exception:
             log.exception("bug in mechanism %s", pending.request.mechanism)
-            self._finish(pending, mech.Failure(None, Lookup(Verdict.INTERNAL_FAILURE)))
+            self._fail(pending, mech.Failure(None, Lookup(Verdict.INTERNAL_FAILURE)))
             return
         request_id = pending.request.id
         if isinstance(effect, mech.Challenge):
@@ -219,19 +223,17 @@ class Session(asyncio.Protocol):
             log.error("verification failed: %s", result)
             self._step(pending, Lookup(Verdict.INTERNAL_FAILURE, log_reason=str(result)))
 
-    def _finish(self, pending: _Pending, outcome: mech.Outcome) -> None:
-        if isinstance(outcome, mech.Success):
-            self._succeed(pending, outcome)
-        else:
-            self._fail(pending, outcome)
-
     def _succeed(self, pending: _Pending, outcome: mech.Success) -> None:
-        del self.pending[pending.request.id]
+        request_id = pending.request.id
+        del self.pending[request_id]
         lookup = outcome.lookup
-        fields = lookup.extra + outcome.identity.reply_fields()
-        self._write(self.conn.send(Ok(pending.request.id, outcome.identity.user, fields)))
-        self._log(pending, "ok", outcome.identity.user, lookup)
-        self._maybe_idle()
+        identity = outcome.identity
+        fields = lookup.extra + identity.reply_fields()
+        if self.transport is not None:
+            self.transport.write(self.conn.send(Ok(request_id, identity.user, fields)))
+        self._log(pending, "ok", identity.user, lookup)
+        if self.on_idle is not None:
+            self._maybe_idle()
 
     def _fail(self, pending: _Pending, outcome: mech.Failure) -> None:
         request_id = pending.request.id
