@@ -47,6 +47,7 @@ class _Link(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        decode, resolve = verifier.decode_reply, self.owner.resolve
         try:
             for line in self.reader.feed(data):
                 if not self.ready:
@@ -55,8 +56,7 @@ class _Link(asyncio.Protocol):
                     self.ready = True
                     self.owner.link_ready(self)
                     continue
-                seq, lookup = verifier.decode_reply(line)
-                self.owner.resolve(seq, lookup)
+                resolve(*decode(line))
         except VerifierError as exc:
             log.error("verifier spoke garbage (%s); dropping it", exc)
             if self.transport is not None:
@@ -226,8 +226,12 @@ class VerifierClient:
 
     def resolve(self, seq: int, lookup: Lookup) -> None:
         entry = self._forget(seq)
-        if entry is not None:  # None: it timed out already
-            _answer(entry.done, lookup)
+        if entry is None:  # it timed out already
+            return
+        try:  # (_answer, inline: this runs once per request)
+            entry.done(lookup)
+        except Exception:
+            log.exception("bug while handing over a verification result")
 
     def _fail(self, seq: int, error: VerifierError) -> None:
         entry = self._forget(seq)
