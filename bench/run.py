@@ -171,6 +171,10 @@ class CaseResult:
     def of(self, server: str) -> list[Run]:
         return [r for r in self.runs if r.server == server]
 
+    def errors_of(self, server: str) -> int:
+        idle = self.idle.get(server)
+        return sum(r.errors for r in self.of(server)) + (idle.errors if idle else 0)
+
 
 class BenchError(Exception):
     """The benchmark cannot go on (reported, exit status 2)."""
@@ -326,7 +330,7 @@ def write_files(
 ) -> tuple[Path, Path, int, str]:
     """Write the passwd-file and authbench creds; return (passwd, creds, cred_lines, note)."""
     pairs, note = make_hashes(case.scheme, users, rounds, hasher)
-    names = [f"user{i:05d}" for i in range(users)]
+    names = [credentials(i)[0] for i in range(users)]
     passwd = workdir / "users.passwd"
     passwd.write_text("".join(f"{u}:{h}\n" for u, (_, h) in zip(names, pairs, strict=True)))
     passwd.chmod(0o600)
@@ -390,24 +394,55 @@ def sample_cpu(pids: dict[str, Callable[[], list[int]]]) -> CpuSample:
 # ---- process memory ------------------------------------------------------------------
 
 
-def vm_rss_kib(pid: int) -> int | None:
+def _status_kib(pid: int, path: str, key: str) -> int | None:
+    """The ``key:`` line of ``/proc/PID/<path>`` in KiB (None if the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1])
     except (OSError, ValueError, IndexError):
         return None
     return None
 
 
-def saslauth_rss(daemon: Saslauth) -> ProcRss:
-    pids = {"master": daemon.proc.pid, **daemon.children()}
-    out: dict[str, int] = {}
-    for role, pid in pids.items():
-        kib = vm_rss_kib(pid)
-        if kib is not None:
-            out[f"{role} {pid}"] = kib
-    return ProcRss(out)
+def vm_rss_kib(pid: int) -> int | None:
+    return _status_kib(pid, "status", "VmRSS:")
+
+
+def pss_kib(pid: int) -> int | None:
+    """Proportional set size: private pages plus each shared page divided by its sharers."""
+    return _status_kib(pid, "smaps_rollup", "Pss:")
+
+
+def memory(processes: Sequence[tuple[str, int]]) -> tuple[ProcKib, ProcKib]:
+    """(VmRSS, Pss) of ``(role, pid)`` processes, keyed "role pid"; gone ones are left out."""
+    rss: dict[str, int] = {}
+    pss: dict[str, int] = {}
+    for role, pid in processes:
+        r, p = vm_rss_kib(pid), pss_kib(pid)
+        if r is not None and p is not None:
+            rss[f"{role} {pid}"] = r
+            pss[f"{role} {pid}"] = p
+    return ProcKib(rss), ProcKib(pss)
+
+
+def saslauth_processes(daemon: Saslauth) -> list[tuple[str, int]]:
+    """The master and all its children by comm name: every front (there may be several)
+    and the verifier (``Saslauth.children()`` keeps one pid per role only)."""
+    master = daemon.proc.pid
+    found: list[tuple[str, int]] = [("master", master)]
+    roles = {"saslauth-front": "front", "saslauth-verif": "verifier"}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == master and comm in roles:
+            found.append((roles[comm], int(entry.name)))
+    return sorted(found, key=lambda rp: (rp[0] != "master", rp[0], rp[1]))
 
 
 def _cmdline(pid: int) -> str:
@@ -417,21 +452,182 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def dovecot_rss(server: DovecotAuth) -> tuple[ProcRss, ProcRss]:
-    """(auth and auth-worker processes, every process of the instance)."""
-    auth: dict[str, int] = {}
-    everything: dict[str, int] = {}
+def dovecot_processes(server: DovecotAuth) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(auth and auth-worker processes, every process of the instance) as (role, pid)."""
+    auth: list[tuple[str, int]] = []
+    everything: list[tuple[str, int]] = []
     for pid in group_members(server.pid):
-        kib = vm_rss_kib(pid)
-        if kib is None:
-            continue
         # process titles look like "dovecot-<instance_name>/auth [...]"
         title = _cmdline(pid).split(" ")[0].rsplit("/", 1)[-1] or "?"
         role = "master" if pid == server.pid else title
-        everything[f"{role} {pid}"] = kib
+        everything.append((role, pid))
         if role in ("auth", "auth-worker"):
-            auth[f"{role} {pid}"] = kib
-    return ProcRss(auth), ProcRss(everything)
+            auth.append((role, pid))
+    return auth, everything
+
+
+# ---- idle connections ----------------------------------------------------------------
+
+
+class IdleConnections:
+    """Client connections that completed the handshake and then stay silent.
+
+    Plain non-blocking sockets and one selector, used only while opening and checking:
+    during the runs the bench process does nothing for them.  Each connection sends its
+    own ``CPID`` (Dovecot refuses a CPID that another open connection already gave);
+    the numbers lie above any real pid, so they never meet authbench's (its pid + i).
+    """
+
+    CPID_BASE: Final = 1_000_000_000
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.socks: list[socket.socket] = []
+
+    def open(self, count: int, timeout: float) -> float:
+        """Open ``count`` connections, each read up to ``DONE``; return the seconds it took."""
+        started = time.monotonic()
+        deadline = started + timeout
+        sel = selectors.DefaultSelector()
+        pending: dict[socket.socket, bytes] = {}  # socket -> greeting bytes read so far
+        try:
+            for i in range(count):
+                sock = self._connect(sel, pending, deadline)
+                self.socks.append(sock)
+                sock.send(b"VERSION\t1\t0\nCPID\t%d\n" % (self.CPID_BASE + i))
+                pending[sock] = b""
+                sel.register(sock, selectors.EVENT_READ)
+                self._greetings(sel, pending, 0)
+            while pending and time.monotonic() < deadline:
+                self._greetings(sel, pending, deadline - time.monotonic())
+        except OSError as exc:
+            raise BenchError(
+                f"idle connection {len(self.socks) + 1}/{count} to {self.address}: {exc}"
+            ) from exc
+        finally:
+            sel.close()
+        if pending:
+            raise BenchError(
+                f"only {count - len(pending)} of {count} idle connections to {self.address} "
+                f"got the server's handshake up to DONE within {timeout:.0f}s"
+            )
+        return time.monotonic() - started
+
+    def _connect(
+        self, sel: selectors.BaseSelector, pending: dict[socket.socket, bytes], deadline: float
+    ) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        while True:
+            try:
+                sock.connect(self.address)
+                return sock
+            except BlockingIOError:  # the listen queue is full: read greetings meanwhile
+                if time.monotonic() >= deadline:
+                    sock.close()
+                    raise BenchError(
+                        f"{self.address} accepts no more connections: {len(self.socks)} "
+                        f"open, {len(pending)} of them still without a full handshake"
+                    ) from None
+                self._greetings(sel, pending, 0.01)
+            except BaseException:
+                sock.close()
+                raise
+
+    @staticmethod
+    def _greetings(
+        sel: selectors.BaseSelector, pending: dict[socket.socket, bytes], timeout: float
+    ) -> None:
+        for key, _ in sel.select(max(timeout, 0)):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionResetError("closed by the server during the handshake")
+            got = pending[sock] + data
+            if got.startswith(b"DONE\n") or b"\nDONE\n" in got:
+                del pending[sock]
+                sel.unregister(sock)
+            else:
+                pending[sock] = got
+
+    def check(
+        self, credentials: Callable[[int], tuple[str, str]], every: int, timeout: float
+    ) -> IdleCheck:
+        """Are they all still open and silent?  Then one AUTH on every ``every``-th."""
+        result = IdleCheck(opened=len(self.socks), open_s=0.0)
+        alive: list[tuple[int, socket.socket]] = []
+        for i, sock in enumerate(self.socks):
+            try:
+                data = sock.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                result.still_open += 1
+                alive.append((i, sock))
+                continue
+            except OSError:
+                data = b""
+            if data:
+                result.unexpected += 1
+            else:
+                result.closed += 1
+        sel = selectors.DefaultSelector()
+        replies: dict[socket.socket, bytes] = {}
+        try:
+            for i, sock in alive[::every]:
+                user, password = credentials(i)
+                resp = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+                line = f"AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\tresp={resp}\n"
+                result.sampled += 1
+                try:
+                    sock.send(line.encode())
+                except OSError as exc:
+                    result.sample_failures.append(f"send: {exc}")
+                    continue
+                replies[sock] = b""
+                sel.register(sock, selectors.EVENT_READ)
+            deadline = time.monotonic() + timeout
+            while sel.get_map() and time.monotonic() < deadline:
+                for key, _ in sel.select(max(deadline - time.monotonic(), 0)):
+                    conn = key.fileobj
+                    assert isinstance(conn, socket.socket)
+                    try:
+                        data = conn.recv(4096)
+                    except OSError as exc:
+                        data, replies[conn] = b"", f"<{exc}>".encode()
+                    replies[conn] += data or (b"" if replies[conn] else b"<closed>")
+                    if b"\n" in replies[conn] or not data:
+                        sel.unregister(conn)
+        finally:
+            sel.close()
+        for got in replies.values():
+            line = got.split(b"\n", 1)[0].decode(errors="replace")
+            if line.startswith("OK\t1"):
+                result.sample_ok += 1
+            else:
+                result.sample_failures.append(line or ("<no reply>" if not got else "<closed>"))
+        return result
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close()
+        self.socks.clear()
+
+
+def raise_fd_limit(needed: int) -> None:
+    """Raise this process's RLIMIT_NOFILE (inherited by the servers) to at least ``needed``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))  # root only
+            return
+        except (ValueError, OSError) as exc:
+            raise BenchError(
+                f"need {needed} file descriptors, the hard limit is {hard} "
+                f"and cannot be raised ({exc}); lower --idle-conns or raise ulimit -Hn"
+            ) from exc
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 # ---- logs ----------------------------------------------------------------------------
@@ -462,6 +658,11 @@ def cache_on(case: Case, args: argparse.Namespace) -> bool:
     return args.saslauth_cache == "all" or (args.saslauth_cache == "repeat" and case.repeat)
 
 
+def credentials(index: int) -> tuple[str, str]:
+    """(user, password) of user ``index`` in a ``{PLAIN}`` passwd-file (``write_files``)."""
+    return f"user{index:05d}", password_for(index)
+
+
 def run_case(
     case: Case, args: argparse.Namespace, binary: Path, workroot: Path, say: Callable[[str], None]
 ) -> CaseResult:
@@ -477,7 +678,13 @@ def run_case(
     )  # fmt: skip
     say(f"[{case.name}] hashes: {note}")
     with contextlib.ExitStack() as stack:
-        dovecot = start_dovecot_auth(workdir / "dovecot", passwd)
+        client_limit: int | None = None
+        if case.idle:
+            # Dovecot's auth service takes default_client_limit = 1000 connections per
+            # process (and runs one process): without this the idle case cannot run at all
+            client_limit = args.idle_conns + args.conns + 100
+            result.dovecot_conf.append(f"service auth {{ client_limit = {client_limit} }}")
+        dovecot = start_dovecot_auth(workdir / "dovecot", passwd, client_limit=client_limit)
         stack.callback(dovecot.stop)
         extra = f"log_level: {args.saslauth_log_level}\nevent_loop: {args.event_loop}\n"
         if args.verifier_threads is not None:
@@ -491,12 +698,20 @@ def run_case(
         sockets = {"dovecot": dovecot.address, "saslauth": daemon.address}
         pids: dict[str, Callable[[], list[int]]] = {
             "dovecot": lambda: group_members(dovecot.pid),
-            "saslauth": lambda: [daemon.proc.pid, *daemon.children().values()],
+            "saslauth": lambda: [pid for _, pid in saslauth_processes(daemon)],
         }
         say(
             f"[{case.name}] dovecot pid {dovecot.pid} ({dovecot.address}), "
             f"saslauth pid {daemon.proc.pid} ({daemon.address})"
         )
+        idle: dict[str, IdleConnections] = {}
+        if case.idle:
+            for server in SERVERS:
+                conns = idle[server] = IdleConnections(sockets[server])
+                stack.callback(conns.close)
+                took = conns.open(args.idle_conns, timeout=60.0)
+                result.idle[server] = IdleCheck(opened=len(conns.socks), open_s=round(took, 2))
+                say(f"[{case.name}] {len(conns.socks)} idle connections to {server} ({took:.1f}s)")
         for rnd in range(1, args.rounds + 1):
             for server in SERVERS:
                 before = sample_cpu(pids)
@@ -524,10 +739,25 @@ def run_case(
                 for proc, name in ((dovecot.process, "dovecot"), (daemon.proc, "saslauth")):
                     if proc.poll() is not None:
                         raise BenchError(f"{name} exited ({proc.returncode}) during the run")
-        result.rss["saslauth"] = saslauth_rss(daemon)
-        auth_rss, all_rss = dovecot_rss(dovecot)
-        result.rss["dovecot-auth"] = auth_rss
-        result.rss["dovecot-all"] = all_rss
+        # memory after the runs, with the idle connections (if any) still open
+        auth_procs, all_procs = dovecot_processes(dovecot)
+        for name, procs in (
+            ("saslauth", saslauth_processes(daemon)),
+            ("dovecot-auth", auth_procs),
+            ("dovecot-all", all_procs),
+        ):
+            result.rss[name], result.pss[name] = memory(procs)
+        for server, conns in idle.items():
+            check = conns.check(
+                lambda i: credentials(i % args.users), IDLE_SAMPLE_EVERY, timeout=10.0
+            )
+            check.open_s = result.idle[server].open_s
+            result.idle[server] = check
+            say(
+                f"[{case.name}] idle connections to {server}: {check.still_open} open, "
+                f"{check.closed} closed, {check.unexpected} unexpected data; "
+                f"sample AUTH OK {check.sample_ok}/{check.sampled}"
+            )
         result.log_problems["dovecot"] = dovecot_log_problems(dovecot)
         result.log_problems["saslauth"] = saslauth_log_problems(daemon)
     return result
@@ -544,10 +774,6 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
-def _mib(kib: int) -> str:
-    return f"{kib / 1024:.1f} MiB"
-
-
 def _cores(runs: Sequence[Run], attr: str) -> str:
     return f"{_median([getattr(r, attr) / r.wall_s for r in runs if r.wall_s]):.2f}"
 
@@ -561,9 +787,37 @@ def foreign_load(results: Sequence[CaseResult]) -> float:
     return _median([r.cpu_foreign_s / r.wall_s for res in results for r in res.runs if r.wall_s])
 
 
-def _rss_text(rss: ProcRss) -> str:
-    parts = ", ".join(f"{k} {_mib(v)}" for k, v in rss.processes.items())
-    return f"{_mib(rss.total_kib)} ({parts})"
+def _memory_lines(res: CaseResult) -> list[str]:
+    lines = ["   memory after the runs, RSS / PSS (PSS divides shared pages among their sharers):"]
+    for name, label in (
+        ("saslauth", "saslauth"),
+        ("dovecot-auth", "dovecot auth"),
+        ("dovecot-all", "dovecot all"),
+    ):
+        rss, pss = res.rss[name], res.pss[name]
+        total = f"{rss.total_kib / 1024:6.1f} / {pss.total_kib / 1024:6.1f} MiB"
+        if name == "dovecot-all":
+            parts = "whole instance: " + ", ".join(k.split()[0] for k in rss.processes)
+        else:
+            parts = ", ".join(
+                f"{k} {v / 1024:.1f}/{pss.processes.get(k, 0) / 1024:.1f}"
+                for k, v in rss.processes.items()
+            )
+        lines.append(f"     {label:<13}{total}  ({parts})")
+    return lines
+
+
+def _idle_lines(res: CaseResult) -> list[str]:
+    lines = []
+    for server, chk in res.idle.items():
+        lines.append(
+            f"   {server:<9}idle connections: {chk.opened} opened in {chk.open_s:.1f}s; after the "
+            f"runs {chk.still_open} open, {chk.closed} closed, {chk.unexpected} with unexpected "
+            f"data; AUTH on every {IDLE_SAMPLE_EVERY}th: OK {chk.sample_ok}/{chk.sampled}"
+        )
+        if chk.sample_failures:
+            lines.append(f"   {server:<9}  other answers: {'; '.join(chk.sample_failures[:5])}")
+    return lines
 
 
 def format_case(res: CaseResult, args: argparse.Namespace) -> str:
@@ -571,9 +825,21 @@ def format_case(res: CaseResult, args: argparse.Namespace) -> str:
         f"== {res.case}: {res.description}",
         f"   {res.users} users, creds file {res.cred_lines} line(s); hashes: {res.hashing}",
         f"   authbench -c {args.conns} -d {args.depth} -t {args.seconds:g} -w {args.warmup:g} "
-        f"-r, {args.rounds} round(s) per server, alternating dovecot/saslauth",
+        f"-r, {args.rounds} round(s) per server, alternating dovecot/saslauth"
+        + (
+            f"; plus {args.idle_conns} idle connections to each server, opened before the "
+            "first round"
+            if res.idle
+            else ""
+        ),
         f"   saslauth: verification cache {'on' if cache_on(CASES[res.case], args) else 'off'}, "
-        f"event_loop {args.event_loop}; dovecot: default settings (no auth cache)",
+        f"event_loop {args.event_loop}; dovecot: "
+        + (
+            f"default settings except {', '.join(res.dovecot_conf)} (default 1000: too few for "
+            f"the idle connections)"
+            if res.dovecot_conf
+            else "default settings (no auth cache)"
+        ),
         "",
         f"   {'server':<9}{'auth/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
         "   per-run auth/s | p50 ms | p99 ms",
@@ -610,11 +876,8 @@ def format_case(res: CaseResult, args: argparse.Namespace) -> str:
             lines.append(f"   {server:<9}NO REPLY AT ALL in round(s) {silent}: server stalled?")
     (dt_, _, d99), (st, _, s99) = med["dovecot"], med["saslauth"]
     lines.append(f"   ratio saslauth/dovecot: throughput {_ratio(st, dt_)}  p99 {_ratio(s99, d99)}")
-    lines.append(f"   RSS after the runs: saslauth {_rss_text(res.rss['saslauth'])}")
-    lines.append(f"                       dovecot auth {_rss_text(res.rss['dovecot-auth'])}")
-    lines.append(
-        f"                       (whole dovecot instance: {_mib(res.rss['dovecot-all'].total_kib)})"
-    )
+    lines.extend(_idle_lines(res))
+    lines.extend(_memory_lines(res))
     for server, problems in res.log_problems.items():
         if problems:
             lines.append(f"   {server} log: {len(problems)} warning/error line(s), e.g.:")
@@ -626,19 +889,23 @@ def format_summary(results: list[CaseResult]) -> str:
     head = (
         f"{'case':<15}{'dovecot/s':>11}{'saslauth/s':>12}{'ratio':>8}"
         f"{'dc p99 ms':>11}{'sl p99 ms':>11}{'ratio':>8}{'errors d/s':>12}"
+        f"{'PSS MiB dc/sl':>15}"
     )
     lines = [
-        "== summary (medians; ratio = saslauth/dovecot; errors = FAIL+other+closed+silent runs)",
+        "== summary (medians; ratio = saslauth/dovecot; errors = FAIL+other+closed+silent runs"
+        " + idle connections lost or failing; PSS = dovecot auth / all saslauth processes)",
         head,
     ]
     for res in results:
         d, s = res.of("dovecot"), res.of("saslauth")
         dt_, st = _median([r.auth_per_s for r in d]), _median([r.auth_per_s for r in s])
         d99, s99 = _median([r.p99_us for r in d]) / 1000, _median([r.p99_us for r in s]) / 1000
-        errs = f"{sum(r.errors for r in d)}/{sum(r.errors for r in s)}"
+        errs = f"{res.errors_of('dovecot')}/{res.errors_of('saslauth')}"
+        pss = f"{res.pss['dovecot-auth'].total_kib / 1024:.1f}/"
+        pss += f"{res.pss['saslauth'].total_kib / 1024:.1f}"
         lines.append(
             f"{res.case:<15}{dt_:>11.0f}{st:>12.0f}{_ratio(st, dt_):>8}"
-            f"{d99:>11.2f}{s99:>11.2f}{_ratio(s99, d99):>8}{errs:>12}"
+            f"{d99:>11.2f}{s99:>11.2f}{_ratio(s99, d99):>8}{errs:>12}{pss:>15}"
         )
     return "\n".join(lines)
 
@@ -677,7 +944,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--cases",
-        default="plain,sha512,sha512-repeat",
+        default=DEFAULT_CASES,
         help=f"comma-separated cases out of: {', '.join(CASES)}",
     )
     p.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
@@ -693,6 +960,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--depth", type=int, default=1, help="requests in flight per connection (authbench -d)"
     )
     p.add_argument("--users", type=int, default=1000, help="users in each passwd-file")
+    p.add_argument(
+        "--idle-conns",
+        type=int,
+        default=2000,
+        help="case idle: idle client connections held open to each server during its runs",
+    )
     p.add_argument("--sha512-rounds", type=int, default=5000, help="SHA512-CRYPT rounds")
     p.add_argument(
         "--hasher",
@@ -764,7 +1037,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown or not names:
         p.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
     args.case_list = [CASES[c] for c in names]
-    for name in ("rounds", "conns", "depth", "users"):
+    for name in ("rounds", "conns", "depth", "users", "idle_conns"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
     if args.seconds <= 0 or args.warmup < 0:
@@ -786,6 +1059,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC)
     results: list[CaseResult] = []
     try:
+        if any(case.idle for case in args.case_list):
+            # both sets of idle connections live in this process; the servers inherit it
+            raise_fd_limit(2 * args.idle_conns + args.conns + FD_MARGIN)
         src = find_authbench_src(args.authbench_src)
         if build_authbench(src, args.authbench):
             say(f"compiled {src} -> {args.authbench}")
@@ -819,7 +1095,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"WARNING: other processes used {foreign:.2f} CPU cores (median) during the runs;",
             "         the numbers are skewed, rerun on a quiet machine.",
         ]
-    errors = sum(r.errors for res in results for r in res.runs)
+    errors = sum(res.errors_of(server) for res in results for server in SERVERS)
     payload = {
         "started": started.isoformat(),
         "finished": dt.datetime.now(dt.UTC).isoformat(),
@@ -839,7 +1115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     path.write_text(json.dumps(payload, indent=2) + "\n")
     out += ["", f"raw results: {path}"]
     if errors:
-        out.append(f"ERRORS: {errors} non-OK replies or closed connections (see above)")
+        out.append(
+            f"ERRORS: {errors} non-OK replies, closed connections or failed idle connections "
+            "(see above)"
+        )
     print("\n".join(out), flush=True)
     return 1 if errors else 0
 
