@@ -57,19 +57,22 @@ def _allowed(peer: Any, allow: tuple[Network, ...]) -> bool:
 
 
 class Front:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, index: int = 0, count: int = 1) -> None:
+        """Front ``index`` of ``count``: its CUIDs are index+1, index+1+count, ... (unique
+        across the fronts, as Dovecot's are across its auth processes)."""
         self.config = config
+        self.index, self.count = index, count
         self.settings = session_settings(config)
         self._jobs: set[asyncio.Future[object]] = set()
         self.verifier = VerifierClient(on_broken=self._verifier_broken)
         self.sessions: set[Session] = set()
-        self._cuid = 0
+        self._cuid = index + 1 - count
         self._control: socket.socket | None = None
         self.stop = asyncio.Event()
         self._drained = asyncio.Event()
 
     def session_factory(self, listener: ListenerInfo) -> Session:
-        self._cuid += 1
+        self._cuid += self.count
         session = _ListenerSession(
             self.settings, self.verifier.verify, self._cuid, secrets.token_hex(16), listener
         )
@@ -83,9 +86,8 @@ class Front:
             self._drained.set()
 
     def _verifier_broken(self) -> None:
-        if self._control is not None:
-            with contextlib.suppress(OSError):
-                self._control.send(b"RESTART\n")
+        # with the broken verifier's pid: the master then never kills a newer one for it
+        self._tell(b"RESTART %d" % self.verifier.pid)
 
     def _control_readable(self) -> None:
         assert self._control is not None
@@ -98,7 +100,7 @@ class Front:
             asyncio.get_running_loop().remove_reader(self._control.fileno())
             self.stop.set()
             return
-        for line in message.splitlines():  # VERIFIER (1 fd), RELOAD <pid> (2 fds), PING
+        for line in message.splitlines():  # VERIFIER <pid> (1 fd), RELOAD <pid> (2 fds), PING
             word, _, arg = line.partition(b" ")
             if word == b"VERIFIER" and fds:
                 self._spawn(self.verifier.attach(socket.socket(fileno=fds.pop(0))))
@@ -167,7 +169,9 @@ class Front:
             loop.add_signal_handler(signum, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the master handles reloads
         log.info(
-            "front ready (pid %d, uid %d, gid %d, %s)",
+            "front ready (%d of %d, pid %d, uid %d, gid %d, %s)",
+            self.index + 1,
+            self.count,
             os.getpid(),
             os.getuid(),
             os.getgid(),
@@ -282,6 +286,8 @@ def run_front(
     control: socket.socket,
     *,
     unprivileged: bool,
+    index: int = 0,
+    count: int = 1,
 ) -> int:
     """Entry point of the forked front process."""
     logs.setup(config.log_level, "front")
@@ -290,7 +296,7 @@ def run_front(
     raise_nofile_limit()
     lean_logging()
     streams = logbatch.install()
-    front = Front(config)
+    front = Front(config, index, count)
     try:
         loops.run(lambda: front.run(listeners, verifier, control), config.event_loop)
     finally:

@@ -39,6 +39,7 @@ class _Link(asyncio.Protocol):
         self.started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.outstanding: set[int] = set()  # requests written to this child, not yet answered
         self.retiring = False
+        self.pid = 0  # the child's, from its READY line
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
@@ -51,6 +52,7 @@ class _Link(asyncio.Protocol):
                     if not line.startswith(b"READY\t"):
                         raise VerifierError("verifier did not say READY")
                     self.ready = True
+                    self.pid = int(line[6:]) if line[6:].isdigit() else 0
                     self.owner.link_ready(self)
                     continue
                 seq, lookup = verifier.decode_reply(line)
@@ -83,6 +85,7 @@ class VerifierClient:
         self._link: _Link | None = None
         self._queued: list[tuple[int, bytes]] = []  # not yet written to any child
         self._on_broken = on_broken
+        self.pid = 0  # of the child taking requests (or the last one, once it broke); 0: none
 
     async def attach(self, sock: socket.socket) -> _Link:
         """Start talking to a (new) verifier child over ``sock``."""
@@ -107,6 +110,7 @@ class VerifierClient:
         if old is not None:
             self._flush()  # what was queued for the old child goes to it
         self._link = link
+        self.pid = link.pid
         log.info("verifier connected")
         if not link.started.done():
             link.started.set_result(True)
