@@ -28,12 +28,41 @@ class FrontProc:
     inbox: bytes = b""
     ready: bool = False  # it said READY
     ping_due: bool = False  # it was sent a PING it has not answered yet
-    link: int | None = None  # the verifier it was handed last; None: it has none (RESTART)
+    link: int | None = None  # the verifier it uses or was handed last; None: none (RESTART)
+
+
+GENERATIONS = 64  # verifiers remembered in start order; a report on an older one is stale
 
 
 class Fronts:
     def __init__(self, count: int) -> None:
         self.procs = [FrontProc(index) for index in range(count)]
+        self._born: dict[int, int] = {}  # verifier pid -> generation (start order)
+
+    # ---- which verifier each front has --------------------------------------------------
+    def born(self, verifier: int) -> None:
+        """Record a new verifier: newer than every one before."""
+        generation = max(self._born.values(), default=0) + 1
+        self._born = {p: g for p, g in self._born.items() if g > generation - GENERATIONS}
+        self._born[verifier] = generation
+
+    def _age(self, verifier: int | None) -> int:
+        return -1 if verifier is None else self._born.get(verifier, -1)
+
+    def adopted(self, front: FrontProc, verifier: int) -> None:
+        """``front`` took ``verifier`` over (RELOADED), unless it was handed a newer one since."""
+        if self._age(verifier) > self._age(front.link):
+            front.link = verifier
+
+    def lost(self, front: FrontProc, verifier: int) -> None:
+        """``front``'s link to ``verifier`` broke (RESTART): it has none now, unless it was
+        handed a newer verifier since (then the report is stale: that one is on its way)."""
+        if front.link is not None and self._age(verifier) >= self._age(front.link):
+            front.link = None
+
+    def orphans(self) -> list[FrontProc]:
+        """Running fronts without a verifier."""
+        return [front for front in self.running() if front.link is None]
 
     @property
     def count(self) -> int:

@@ -82,6 +82,7 @@ class Master(ReloadMixin):
         pid = fork_child("saslauth-verif", theirs, who, lambda: run_verifier(theirs, config))
         for sock in theirs:
             sock.close()
+        self.fronts.born(pid)
         log.info("started verifier (pid %d) for %d front(s)", pid, len(ours))
         return pid, ours
 
@@ -153,7 +154,7 @@ class Master(ReloadMixin):
             return
         if self.verifier in self._doomed or self._restart_at is not None:
             return  # the restart after the crash hands every front a verifier
-        orphans = [front for front in self.fronts.running() if front.link is None]
+        orphans = self.fronts.orphans()
         if not orphans:
             return
         log.warning(
@@ -181,13 +182,17 @@ class Master(ReloadMixin):
             front.ping_due = False
             if not any(other.ping_due for other in self.fronts.procs):
                 systemd.notify("WATCHDOG=1")  # every front answered this round's PING
-        elif word in ("RELOADED", "RELOAD-FAILED") and arg == str(self._reload_pid()):
-            self._reload_answer(front, ok=word == "RELOADED")
+        elif word in ("RELOADED", "RELOAD-FAILED"):
+            pid = int(arg) if arg.isdigit() else 0
+            if word == "RELOADED":
+                self.fronts.adopted(front, pid)  # even a reload given up: its link then drops
+            if pid and pid == self._reload_pid():
+                self._reload_answer(front, ok=word == "RELOADED")
 
     def _broken_link(self, front: FrontProc, pid: int) -> None:
-        """``front``'s link to verifier ``pid`` broke: that verifier is killed, once."""
-        if front.link == pid:
-            front.link = None
+        """``front``'s link to verifier ``pid`` broke: that verifier is killed, once.  The front
+        is left without one (the crash restart or :meth:`_heal` gives it one)."""
+        self.fronts.lost(front, pid)
         if pid == self.verifier and pid not in self._doomed:
             log.warning(
                 "front %d reports a broken verifier; killing pid %d", front.index + 1, pid

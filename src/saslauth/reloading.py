@@ -109,7 +109,6 @@ class ReloadMixin:
             why = f"front {front.index + 1} could not take the new verifier"
             self._reload_done(ok=False, why=why)
             return
-        front.link = self._reload.verifier
         self._reload.answered.add(front.index)
         if len(self._reload.answered) == self.fronts.count:
             self._reload_done(ok=True, why="")
