@@ -67,6 +67,7 @@ class Front:
         self.verifier = VerifierClient(on_broken=self._verifier_broken)
         self.sessions: set[Session] = set()
         self._cuid = index + 1 - count
+        self._handed = 0  # VERIFIER and RELOAD messages so far
         self._control: socket.socket | None = None
         self.stop = asyncio.Event()
         self._drained = asyncio.Event()
@@ -100,13 +101,17 @@ class Front:
             asyncio.get_running_loop().remove_reader(self._control.fileno())
             self.stop.set()
             return
-        for line in message.splitlines():  # VERIFIER <pid> (1 fd), RELOAD <pid> (2 fds), PING
+        for line in message.splitlines():  # VERIFIER <pid> (1-2 fds), RELOAD <pid> (2), PING
             word, _, arg = line.partition(b" ")
             if word == b"VERIFIER" and fds:
+                self._handed += 1
+                if len(fds) >= 2:  # the running configuration's settings come along
+                    self._restore(fds.pop(0))
                 self._spawn(self.verifier.attach(socket.socket(fileno=fds.pop(0))))
             elif word == b"RELOAD" and len(fds) >= 2:
+                self._handed += 1
                 settings, sock = fds.pop(0), socket.socket(fileno=fds.pop(0))
-                self._spawn(self._reload(arg, settings, sock))
+                self._spawn(self._reload(arg, settings, sock, self._handed))
             elif word == b"PING":
                 self._tell(b"PONG")
         for fd in fds:
@@ -123,8 +128,20 @@ class Front:
         task.add_done_callback(self._jobs.discard)
         task.add_done_callback(_log_failure)
 
-    async def _reload(self, pid: bytes, settings_fd: int, sock: socket.socket) -> None:
-        """Take over a new verifier, then greet new connections with the new settings."""
+    def _restore(self, settings_fd: int) -> None:
+        """Settings the master sends with a verifier after a failed reload: its running ones."""
+        try:
+            config = reload.read_settings(settings_fd).apply(self.config)
+            self.settings = session_settings(config)
+        except Exception as exc:
+            log.error("cannot apply the running settings: %s", exc)
+            return
+        self.config = config
+        logging.getLogger().setLevel(config.log_level.upper())
+
+    async def _reload(self, pid: bytes, settings_fd: int, sock: socket.socket, handed: int) -> None:
+        """Take over a new verifier, then greet new connections with the new settings (unless
+        the master handed a verifier since: that one's settings hold)."""
         try:
             config = reload.read_settings(settings_fd).apply(self.config)
             settings = session_settings(config)  # before the hand-over: it may fail
@@ -141,8 +158,9 @@ class Front:
         if not took_over:
             self._tell(b"RELOAD-FAILED " + pid)
             return
-        self.config, self.settings = config, settings
-        logging.getLogger().setLevel(config.log_level.upper())
+        if handed == self._handed:
+            self.config, self.settings = config, settings
+            logging.getLogger().setLevel(config.log_level.upper())
         self._tell(b"RELOADED " + pid)
 
     async def run(

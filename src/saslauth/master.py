@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from saslauth import systemd
+from saslauth import reload, systemd
 from saslauth.config import Config
 from saslauth.fronts import FrontProc, Fronts
 from saslauth.hardening import no_core_dumps
@@ -87,12 +87,16 @@ class Master(ReloadMixin):
         return pid, ours
 
     def _new_verifier(self) -> None:
-        """Start a verifier of the running configuration and hand it to every front."""
+        """Start a verifier of the running configuration and hand it to every front, with the
+        running settings (a front may have taken a failed reload's)."""
         self.verifier, socks = self._start_verifier(self.config)
         self._verifier_started = time.monotonic()
         for front, sock in zip(self.fronts.procs, socks, strict=True):
-            if self.fronts.send(front, b"VERIFIER %d\n" % self.verifier, sock.fileno()):
+            settings = reload.settings_fd(self.config)
+            message = b"VERIFIER %d\n" % self.verifier
+            if self.fronts.send(front, message, settings, sock.fileno()):
                 front.link = self.verifier
+            os.close(settings)
             sock.close()
 
     # ---- supervision --------------------------------------------------------------------

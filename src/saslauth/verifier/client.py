@@ -31,8 +31,9 @@ SWEEP_EVERY = 0.25  # one timer checks every deadline this often (no timer per r
 
 
 class _Link(asyncio.Protocol):
-    def __init__(self, owner: VerifierClient) -> None:
+    def __init__(self, owner: VerifierClient, order: int) -> None:
         self.owner = owner
+        self.order = order  # attach() calls so far: the master hands verifiers in this order
         self.reader = verifier.LineReader()
         self.transport: asyncio.Transport | None = None
         self.ready = False
@@ -85,12 +86,16 @@ class VerifierClient:
         self._link: _Link | None = None
         self._queued: list[tuple[int, bytes]] = []  # not yet written to any child
         self._on_broken = on_broken
+        self._attached = 0  # attach() calls so far
+        self._adopted = 0  # the order of the link taking requests
         self.pid = 0  # of the child taking requests (or the last one, once it broke); 0: none
 
     async def attach(self, sock: socket.socket) -> _Link:
         """Start talking to a (new) verifier child over ``sock``."""
         loop = asyncio.get_running_loop()
-        _, link = await loop.create_connection(lambda: _Link(self), sock=sock)
+        self._attached += 1
+        order = self._attached
+        _, link = await loop.create_connection(lambda: _Link(self, order), sock=sock)
         return link
 
     async def replace(self, sock: socket.socket) -> bool:
@@ -106,6 +111,11 @@ class VerifierClient:
             raise
 
     def link_ready(self, link: _Link) -> None:
+        if link.order < self._adopted:  # handed before the one taking requests: superseded
+            link.started.set_result(False)
+            link.close()
+            return
+        self._adopted = link.order
         old = self._link
         if old is not None:
             self._flush()  # what was queued for the old child goes to it
