@@ -61,8 +61,8 @@ class Fronts:
             front.link = None
 
     def orphans(self) -> list[FrontProc]:
-        """Running fronts without a verifier."""
-        return [front for front in self.running() if front.link is None]
+        """Running fronts without a verifier (and still reachable: never one start per turn)."""
+        return [f for f in self.running() if f.link is None and f.control is not None]
 
     @property
     def count(self) -> int:
@@ -128,8 +128,9 @@ class Fronts:
             return False
         try:
             socket.send_fds(front.control, [message], list(fds))
-        except OSError as exc:
+        except OSError as exc:  # it is gone or going: its exit is reaped, and stops the daemon
             log.error("cannot reach front %d (pid %s): %s", front.index + 1, front.pid, exc)
+            self.close(front)
             return False
         return True
 
