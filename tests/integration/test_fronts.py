@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pwd
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ import pytest
 
 from tests.fixtures.authclient import AuthClient, ConnectionClosed, plain_b64
 from tests.fixtures.ports import public_tmpdir, wait_until
-from tests.fixtures.saslauth import Saslauth, running, write_config
+from tests.fixtures.saslauth import REPO, Saslauth, running, write_config
 
 CONNECTIONS = 40
 BOB = plain_b64("", "bob", "bobpw")
@@ -189,3 +191,21 @@ def test_killing_one_front_stops_the_daemon(daemon: Saslauth) -> None:
     assert daemon.proc.wait(20) == 1
     assert f"(pid {victim}) exited (killed by signal 9); stopping" in daemon.log_text()
     wait_until(lambda: not daemon.children(), 10, what="every child to exit")
+
+
+def test_check_config_rejects_bad_fronts(workdir: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    for bad in ("0", "many"):
+        config = write_config(workdir, workdir / "users", extra=f"fronts: {bad}\n")
+        check = subprocess.run(
+            [sys.executable, "-m", "saslauth", "check-config", "--config", str(config)],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+        assert check.returncode == 1
+        assert f"{config}:9: fronts: auto, or a whole number from 1 to 64" in check.stdout
+    config = write_config(workdir, workdir / "users", extra="fronts: 3\n")
+    check = subprocess.run(
+        [sys.executable, "-m", "saslauth", "check-config", "--config", str(config)],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert check.returncode == 0 and "3 front(s)" in check.stdout
