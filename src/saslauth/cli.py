@@ -70,7 +70,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"warning: {line}")
     print(
         f"{args.config}: OK: {len(cfg.listen)} listener(s), {len(cfg.passdb)} passdb(s), "
-        f"mechanisms {' '.join(cfg.mechanisms)}"
+        f"mechanisms {' '.join(cfg.mechanisms)}, {cfg.front_count} front(s)"
     )
     return 0
 

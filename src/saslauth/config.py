@@ -8,6 +8,7 @@ Every problem is reported as ``FILE:LINE: key: message`` (all of them at once), 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -127,6 +128,9 @@ class CacheSettings(Model):
     size: int = Field(default=10_000, ge=1, le=10_000_000)
 
 
+MAX_FRONTS = 64
+AUTO_FRONTS_MAX = 8  # fronts: auto never starts more (the verifier is one process)
+
 # One entry per driver; the tag is the ``driver`` key.  A new driver: a settings module in
 # saslauth/settings/, a member here, a tag below and a line in saslauth/passdb/registry.py.
 PassdbSettings = Annotated[
@@ -155,6 +159,8 @@ class Config(Model):
     limits: LimitsSettings | None = None  # absent: no limits (README, "Abuse resistance")
     # auto: uvloop when it is installed (the saslauth[uvloop] extra), else asyncio's own loop
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    # front processes sharing the listeners: auto (one per core, 1..8) or 1..64; see front_count
+    fronts: int | Literal["auto"] = "auto"
 
     @field_validator("mechanisms")
     @classmethod
@@ -183,6 +189,30 @@ class Config(Model):
         if value is not None and isinstance(delay := info.data.get("failure_delay"), float):
             value.check_failure_delay(delay)
         return value
+
+    @field_validator("fronts", mode="before")
+    @classmethod
+    def _fronts(cls, value: object, info: ValidationInfo) -> object:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_FRONTS:
+            raise ValueError(f"auto, or a whole number from 1 to {MAX_FRONTS}")
+        limits = info.data.get("limits")
+        if value > 1 and isinstance(limits, LimitsSettings) and limits.enabled:
+            raise ValueError(
+                "with limits on, one front only (fronts: 1 or auto): the limiter counts in the "
+                "front process's memory, so several fronts would each allow the full budget"
+            )
+        return value
+
+    @property
+    def front_count(self) -> int:
+        """How many front processes serve: ``auto`` is one per core (1..8), or 1 with limits."""
+        if isinstance(self.fronts, int):
+            return self.fronts
+        if self.limits is not None and self.limits.enabled:
+            return 1
+        return max(1, min(os.cpu_count() or 1, AUTO_FRONTS_MAX))
 
     @field_validator("user")
     @classmethod

@@ -57,19 +57,23 @@ def _allowed(peer: Any, allow: tuple[Network, ...]) -> bool:
 
 
 class Front:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, index: int = 0, count: int = 1) -> None:
+        """Front ``index`` of ``count``: its CUIDs are index+1, index+1+count, ... (unique
+        across the fronts, as Dovecot's are across its auth processes)."""
         self.config = config
+        self.index, self.count = index, count
         self.settings = session_settings(config)
         self._jobs: set[asyncio.Future[object]] = set()
         self.verifier = VerifierClient(on_broken=self._verifier_broken)
         self.sessions: set[Session] = set()
-        self._cuid = 0
+        self._cuid = index + 1 - count
+        self._handed = 0  # VERIFIER and RELOAD messages so far
         self._control: socket.socket | None = None
         self.stop = asyncio.Event()
         self._drained = asyncio.Event()
 
     def session_factory(self, listener: ListenerInfo) -> Session:
-        self._cuid += 1
+        self._cuid += self.count
         session = _ListenerSession(
             self.settings, self.verifier.submit, self._cuid, secrets.token_hex(16), listener
         )
@@ -84,9 +88,8 @@ class Front:
             self._drained.set()
 
     def _verifier_broken(self) -> None:
-        if self._control is not None:
-            with contextlib.suppress(OSError):
-                self._control.send(b"RESTART\n")
+        # with the broken verifier's pid: the master then never kills a newer one for it
+        self._tell(b"RESTART %d" % self.verifier.pid)
 
     def _control_readable(self) -> None:
         assert self._control is not None
@@ -99,13 +102,17 @@ class Front:
             asyncio.get_running_loop().remove_reader(self._control.fileno())
             self.stop.set()
             return
-        for line in message.splitlines():  # VERIFIER (1 fd), RELOAD <pid> (2 fds), PING
+        for line in message.splitlines():  # VERIFIER <pid> (1-2 fds), RELOAD <pid> (2), PING
             word, _, arg = line.partition(b" ")
             if word == b"VERIFIER" and fds:
+                self._handed += 1
+                if len(fds) >= 2:  # the running configuration's settings come along
+                    self._restore(fds.pop(0))
                 self._spawn(self.verifier.attach(socket.socket(fileno=fds.pop(0))))
             elif word == b"RELOAD" and len(fds) >= 2:
+                self._handed += 1
                 settings, sock = fds.pop(0), socket.socket(fileno=fds.pop(0))
-                self._spawn(self._reload(arg, settings, sock))
+                self._spawn(self._reload(arg, settings, sock, self._handed))
             elif word == b"PING":
                 self._tell(b"PONG")
         for fd in fds:
@@ -122,8 +129,20 @@ class Front:
         task.add_done_callback(self._jobs.discard)
         task.add_done_callback(_log_failure)
 
-    async def _reload(self, pid: bytes, settings_fd: int, sock: socket.socket) -> None:
-        """Take over a new verifier, then greet new connections with the new settings."""
+    def _restore(self, settings_fd: int) -> None:
+        """Settings the master sends with a verifier after a failed reload: its running ones."""
+        try:
+            config = reload.read_settings(settings_fd).apply(self.config)
+            self.settings = session_settings(config)
+        except Exception as exc:
+            log.error("cannot apply the running settings: %s", exc)
+            return
+        self.config = config
+        logging.getLogger().setLevel(config.log_level.upper())
+
+    async def _reload(self, pid: bytes, settings_fd: int, sock: socket.socket, handed: int) -> None:
+        """Take over a new verifier, then greet new connections with the new settings (unless
+        the master handed a verifier since: that one's settings hold)."""
         try:
             config = reload.read_settings(settings_fd).apply(self.config)
             settings = session_settings(config)  # before the hand-over: it may fail
@@ -140,8 +159,9 @@ class Front:
         if not took_over:
             self._tell(b"RELOAD-FAILED " + pid)
             return
-        self.config, self.settings = config, settings
-        logging.getLogger().setLevel(config.log_level.upper())
+        if handed == self._handed:
+            self.config, self.settings = config, settings
+            logging.getLogger().setLevel(config.log_level.upper())
         self._tell(b"RELOADED " + pid)
 
     async def run(
@@ -168,7 +188,9 @@ class Front:
             loop.add_signal_handler(signum, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the master handles reloads
         log.info(
-            "front ready (pid %d, uid %d, gid %d, %s)",
+            "front ready (%d of %d, pid %d, uid %d, gid %d, %s)",
+            self.index + 1,
+            self.count,
             os.getpid(),
             os.getuid(),
             os.getgid(),
@@ -285,6 +307,8 @@ def run_front(
     control: socket.socket,
     *,
     unprivileged: bool,
+    index: int = 0,
+    count: int = 1,
 ) -> int:
     """Entry point of the forked front process."""
     logs.setup(config.log_level, "front")
@@ -293,7 +317,7 @@ def run_front(
     raise_nofile_limit()
     lean_logging()
     streams = logbatch.install()
-    front = Front(config)
+    front = Front(config, index, count)
     try:
         loops.run(lambda: front.run(listeners, verifier, control), config.event_loop)
     finally:

@@ -1,11 +1,15 @@
 """The master's side of a SIGHUP reload (see :mod:`saslauth.reload` for what changes).
 
-A good new file starts a verifier child with the new configuration and sends it to the front
-(``RELOAD <pid>``, with the settings memfd and the verifier socket).  The front answers
-``RELOADED <pid>`` once that verifier said READY and took over, or ``RELOAD-FAILED <pid>``; only
-then does the new configuration count as running, and the previous verifier is "retired": it
-exits by itself after answering what it was sent.  A bad file, a verifier that dies or is not
-READY within :data:`RELOAD_DEADLINE` leave everything as it was.
+A good new file starts a verifier child with the new configuration (one socket per front) and
+sends it to every front (``RELOAD <pid>``, with a settings memfd and that front's verifier
+socket).  A front answers ``RELOADED <pid>`` once that verifier said READY and took over, or
+``RELOAD-FAILED <pid>``; once every front answered RELOADED the new configuration counts as
+running, and the previous verifier is "retired": it exits by itself after answering what it
+was sent.  A bad file, a RELOAD-FAILED, a verifier that dies or is not READY within
+:data:`RELOAD_DEADLINE` fail the reload: the new verifier is killed and the previous
+configuration keeps serving.  Fronts that had already switched lose their link and report it
+(``RESTART``); the master then starts a fresh verifier of the running configuration for all
+fronts (``Master._heal``), the others handing over to it without losing a request.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from saslauth import reload, systemd
 from saslauth.config import Config
 from saslauth.errors import ConfigError
+from saslauth.fronts import FrontProc, Fronts
 
 log = logging.getLogger("saslauth")
 
@@ -33,6 +38,7 @@ class PendingReload:
     config: Config
     verifier: int
     deadline: float
+    answered: set[int] = field(default_factory=set)  # the fronts (index) that said RELOADED
 
 
 class ReloadMixin:
@@ -48,11 +54,9 @@ class ReloadMixin:
     _verifier_started: float
     _backoff: float
     _restart_at: float | None
+    fronts: Fronts
 
-    def _start_verifier(self, config: Config) -> tuple[int, socket.socket]:
-        raise NotImplementedError
-
-    def _send(self, message: bytes, *fds: int) -> bool:
+    def _start_verifier(self, config: Config) -> tuple[int, list[socket.socket]]:
         raise NotImplementedError
 
     def _kill(self, pid: int | None, signum: int) -> None:
@@ -72,14 +76,15 @@ class ReloadMixin:
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         systemd.notify("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading")
         log.info("SIGHUP: reloading the configuration")
-        settings = -1
+        settings: list[int] = []
         try:
             config, notes = reload.merge(self.config, self._loader())
-            settings = reload.settings_fd(config)
-            pid, sock = self._start_verifier(config)
+            # one memfd each: the fronts read them at once, and a shared one has one offset
+            settings = [reload.settings_fd(config) for _ in self.fronts.procs]
+            pid, socks = self._start_verifier(config)
         except (ConfigError, OSError) as exc:
-            if settings >= 0:
-                os.close(settings)
+            for fd in settings:
+                os.close(fd)
             text = exc.render() if isinstance(exc, ConfigError) else str(exc)
             for line in text.splitlines():
                 log.error("reload failed: %s", line)
@@ -88,13 +93,25 @@ class ReloadMixin:
         for note in notes:
             log.warning("reload: %s", note)
         self._reload = PendingReload(config, pid, time.monotonic() + RELOAD_DEADLINE)
-        try:
-            sent = self._send(b"RELOAD %d\n" % pid, settings, sock.fileno())
-        finally:
-            os.close(settings)
-            sock.close()
+        sent = True
+        for front, fd, sock in zip(self.fronts.procs, settings, socks, strict=True):
+            try:
+                sent = self.fronts.send(front, b"RELOAD %d\n" % pid, fd, sock.fileno()) and sent
+            finally:
+                os.close(fd)
+                sock.close()
         if not sent:
-            self._kill(pid, signal.SIGKILL)
+            self._kill(pid, signal.SIGKILL)  # the reload fails when it is reaped
+
+    def _reload_answer(self, front: FrontProc, *, ok: bool) -> None:
+        assert self._reload is not None
+        if not ok:
+            why = f"front {front.index + 1} could not take the new verifier"
+            self._reload_done(ok=False, why=why)
+            return
+        self._reload.answered.add(front.index)
+        if len(self._reload.answered) == self.fronts.count:
+            self._reload_done(ok=True, why="")
 
     def _reload_done(self, *, ok: bool, why: str, alive: bool = True) -> None:
         assert self._reload is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import threading
 import time
@@ -20,7 +22,9 @@ SLOW = 5  # of them log in with an expensive hash, so every reload meets request
 RELOADS = 10
 
 
-def config_text(socket_path: Path, passwd: Path, delay: str = "0") -> str:
+def config_text(
+    socket_path: Path, passwd: Path, delay: str = "0", fronts: int = 2, extra: str = ""
+) -> str:
     return (
         "user: nobody\n"
         f"failure_delay: {delay}\n"
@@ -30,11 +34,18 @@ def config_text(socket_path: Path, passwd: Path, delay: str = "0") -> str:
         "passdb:\n"
         "  - driver: passwd-file\n"
         f"    path: {passwd}\n"
+        f"fronts: {fronts}\n"
+        f"{extra}"
     )
 
 
+@pytest.fixture(params=[2, 1], ids=["2-fronts", "1-front"])
+def fronts(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
 @pytest.fixture
-def daemon() -> Iterator[Saslauth]:
+def daemon(fronts: int) -> Iterator[Saslauth]:
     from saslauth import schemes
 
     with public_tmpdir("sarl-") as work:
@@ -44,7 +55,7 @@ def daemon() -> Iterator[Saslauth]:
         for name in ("users-a", "users-b"):
             (work / name).write_text(users)
         config = work / "saslauth.yaml"
-        config.write_text(config_text(work / "auth", work / "users-a"))
+        config.write_text(config_text(work / "auth", work / "users-a", fronts=fronts))
         server = start_saslauth(config, work / "auth")
         try:
             yield server
@@ -61,6 +72,7 @@ class Load:
         self.ok = [0] * CONNECTIONS
         self.sent = [0] * CONNECTIONS
         self.errors: list[str] = []
+        self.spids: set[int] = set()  # the fronts that served these connections
         self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(CONNECTIONS)]
 
     def _run(self, index: int) -> None:
@@ -68,7 +80,8 @@ class Load:
         resp = plain_b64("", user, password)
         try:
             with AuthClient.connect(str(self.path), timeout=15) as client:
-                client.handshake()
+                greeting = client.handshake()
+                self.spids.add(int(next(x for x in greeting if x.startswith("SPID\t"))[5:]))
                 request = 0
                 while not self.done.is_set():
                     request += 1
@@ -101,7 +114,7 @@ def _more_than(load: Load, count: int) -> bool:
     return sum(load.ok) > count
 
 
-def test_ten_reloads_under_load_lose_nothing(daemon: Saslauth) -> None:
+def test_ten_reloads_under_load_lose_nothing(daemon: Saslauth, fronts: int) -> None:
     config = daemon.config
     good = config.read_text()
     inode = daemon.socket.stat().st_ino
@@ -112,14 +125,15 @@ def test_ten_reloads_under_load_lose_nothing(daemon: Saslauth) -> None:
         for round_ in range(RELOADS):
             if round_ == 4:
                 # a broken file: reported with FILE:LINE, the old configuration keeps serving
-                config.write_text(config_text(daemon.socket, config.parent / "users-b", "20s"))
+                broken = config_text(daemon.socket, config.parent / "users-b", "20s", fronts)
+                config.write_text(broken)
                 daemon.proc.send_signal(signal.SIGHUP)
                 daemon.wait_log(f"reload failed: {config}:2: failure_delay")
                 daemon.wait_log("reload failed: still serving the previous configuration")
                 config.write_text(good)
                 continue
             passwd = config.parent / ("users-b" if round_ % 2 == 0 else "users-a")
-            config.write_text(config_text(daemon.socket, passwd))
+            config.write_text(config_text(daemon.socket, passwd, fronts=fronts))
             daemon.proc.send_signal(signal.SIGHUP)
             reloaded += 1
             wait_until(partial(_reloads_reach, daemon, reloaded), 15, what=f"reload {reloaded}")
@@ -129,6 +143,7 @@ def test_ten_reloads_under_load_lose_nothing(daemon: Saslauth) -> None:
     sent, ok = sum(load.sent), sum(load.ok)
     assert ok == sent  # every request sent was answered OK: none failed, none lost
     assert all(n > 0 for n in load.ok)  # every connection kept working throughout
+    assert load.spids == set(daemon.fronts()) and len(load.spids) == fronts  # on every front
     log = daemon.log_text()
     assert log.count("reloaded the configuration") == RELOADS - 1
     # each previous verifier finished its requests and exited by itself, not killed
@@ -145,3 +160,81 @@ def test_ten_reloads_under_load_lose_nothing(daemon: Saslauth) -> None:
     assert daemon.socket.stat().st_ino == inode
     assert daemon.wait_children()["verifier"] != verifier
     assert f"backend=passwd-file:{config.parent / 'users-b'}" in log  # the new passdb is used
+
+
+def _login(client: AuthClient, request: int, password: str) -> str | None:
+    resp = plain_b64("", "bob", password)
+    return client.auth(f"AUTH\t{request}\tPLAIN\tservice=smtp\tresp={resp}", timeout=15)
+
+
+def _verifier_pids(daemon: Saslauth) -> list[int]:
+    return [int(x) for x in re.findall(r"started verifier \(pid (\d+)\)", daemon.log_text())]
+
+
+def test_reload_whose_new_verifier_dies_leaves_both_fronts_serving() -> None:
+    """One front switched to the new verifier, the other not yet, when that verifier dies:
+    the reload fails and every front ends up on a verifier of the previous configuration."""
+    with public_tmpdir("sarl-") as work:
+        (work / "users-a").write_text("bob:{PLAIN}oldpw\n")
+        (work / "users-b").write_text("bob:{PLAIN}newpw\n")
+        config = work / "saslauth.yaml"
+        config.write_text(config_text(work / "auth", work / "users-a", fronts=2))
+        daemon = start_saslauth(config, work / "auth")
+        clients: list[tuple[AuthClient, int]] = []
+        try:
+            daemon.wait_children()
+            first, second = daemon.fronts()
+            while {spid for _, spid in clients} != {first, second}:  # connections on both
+                assert len(clients) < 200, "the kernel never picked one of the fronts"
+                client = AuthClient.connect(str(daemon.socket), timeout=15)
+                greeting = client.handshake()
+                clients.append((client, int(next(x for x in greeting if "SPID" in x)[5:])))
+            os.kill(second, signal.SIGSTOP)  # it gets the RELOAD only once we let it go on
+            try:
+                only_plain = "mechanisms: [PLAIN]\n"  # the fronts' part of the configuration
+                new_text = config_text(work / "auth", work / "users-b", fronts=2, extra=only_plain)
+                config.write_text(new_text)
+                daemon.proc.send_signal(signal.SIGHUP)
+                wait_until(lambda: len(_verifier_pids(daemon)) == 2, 10, what="new verifier")
+                new = _verifier_pids(daemon)[1]
+                # the first front took the new verifier over (the master's count shows it)
+                wait_until(lambda: daemon.log_text().count("verifier connected") == 3, 10)
+                os.kill(new, signal.SIGKILL)
+                daemon.wait_log("reload failed: the new verifier exited (killed by signal 9)")
+                daemon.wait_log("lost their verifier; starting a fresh one for all fronts")
+            finally:
+                os.kill(second, signal.SIGCONT)
+            # the second front hands its old verifier over to the fresh one, which then exits
+            daemon.wait_log("verifier of the previous configuration exited (exit code 0)")
+            assert len(_verifier_pids(daemon)) == 3
+            request = 0
+            for client, spid in clients:  # every connection, on both fronts: the old config
+                request += 1
+                assert _login(client, request, "oldpw") == f"OK\t{request}\tuser=bob", spid
+                request += 1
+                assert _login(client, request, "newpw") == f"FAIL\t{request}\tuser=bob", spid
+            assert daemon.children()["verifier"] == _verifier_pids(daemon)[2]
+            # the front that had switched greets with the running settings again, as the other
+            greeted: dict[int, list[str]] = {}
+            for _ in range(200):
+                if len(greeted) == 2:
+                    break
+                with AuthClient.connect(str(daemon.socket), timeout=15) as probe:
+                    greeting = probe.handshake()
+                spid = int(next(x for x in greeting if "SPID" in x)[5:])
+                greeted[spid] = [x for x in greeting if x.startswith("MECH\t")]
+            assert set(greeted) == {first, second}
+            for mechs in greeted.values():
+                assert [x.split("\t")[1] for x in mechs] == ["PLAIN", "LOGIN"], greeted
+            log = daemon.log_text()
+            assert "reloaded the configuration" not in log and "result=tempfail" not in log
+            # and a later reload works on both fronts
+            daemon.proc.send_signal(signal.SIGHUP)
+            daemon.wait_log("reloaded the configuration")
+            for client, spid in clients:
+                request += 1
+                assert _login(client, request, "newpw") == f"OK\t{request}\tuser=bob", spid
+        finally:
+            for client, _ in clients:
+                client.close()
+            daemon.stop()

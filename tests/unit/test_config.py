@@ -97,3 +97,27 @@ def test_example_config_is_valid() -> None:
     cfg = config.load(example)
     assert isinstance(cfg.passdb[0], config.PasswdFileSettings)
     assert cfg.passdb[0].path == "users"
+
+
+def test_fronts_auto_or_a_count() -> None:
+    import os
+
+    auto = config.parse(MINIMAL, "s.yaml")
+    assert auto.fronts == "auto"
+    assert auto.front_count == max(1, min(os.cpu_count() or 1, config.AUTO_FRONTS_MAX))
+    assert config.parse(MINIMAL + "fronts: 3\n", "s.yaml").front_count == 3
+    assert config.parse(MINIMAL + "fronts: 64\n", "s.yaml").front_count == 64
+    for bad in ("0", "65", "many", "true", "1.5", "-1", '"2"'):
+        assert problems(MINIMAL + f"fronts: {bad}\n") == [
+            "s.yaml:6: fronts: auto, or a whole number from 1 to 64"
+        ], bad
+
+
+def test_fronts_with_limits_is_one_front() -> None:
+    # the limiter counts in the front's memory: auto means one front, more is an error
+    assert config.parse(MINIMAL + "limits: {}\n", "s.yaml").front_count == 1
+    assert config.parse(MINIMAL + "limits: {}\nfronts: 1\n", "s.yaml").front_count == 1
+    off = config.parse(MINIMAL + "limits: {enabled: false}\nfronts: 2\n", "s.yaml")
+    assert off.front_count == 2
+    (problem,) = problems(MINIMAL + "limits: {}\nfronts: 2\n")
+    assert problem.startswith("s.yaml:7: fronts: with limits on, one front only")

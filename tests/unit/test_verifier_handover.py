@@ -111,3 +111,31 @@ def test_retired_verifier_crashing_fails_only_its_requests() -> None:
         new.ours.close()
 
     asyncio.run(main())
+
+
+def test_a_verifier_handed_earlier_never_supersedes_a_later_one() -> None:
+    """The master's order wins: an earlier verifier that says READY after a later one took
+    over is dropped (a stale reload's, say), and the pid of the one in use is known."""
+
+    async def main() -> None:
+        client = VerifierClient()
+        stale, fresh = Child(), Child()
+        swap = asyncio.ensure_future(client.replace(stale.theirs))
+        await asyncio.sleep(0)
+        await client.attach(fresh.theirs)
+        await fresh.say(b"READY\t20\n")
+        await asyncio.sleep(0.05)
+        assert client.connected and client.pid == 20
+        await stale.say(b"READY\t10\n")
+        assert await swap is False
+        assert await stale.closed()
+        request = client.verify(verifier.VerifyRequest("bob", b"pw"))
+        (seq,) = await fresh.requests(1)
+        await fresh.answer(seq)
+        assert (await request).verdict is Verdict.OK
+        assert client.pid == 20
+        client.close()
+        stale.ours.close()
+        fresh.ours.close()
+
+    asyncio.run(main())

@@ -18,6 +18,7 @@ import types
 from collections.abc import Awaitable, Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
+from functools import partial
 from typing import Any, cast
 
 from saslauth import cache as verifycache
@@ -129,7 +130,8 @@ class ChildProtocol(asyncio.Protocol):
             self._done.set_result(None)
 
 
-async def serve(sock: socket.socket, config: Config) -> None:
+async def serve(socks: list[socket.socket], config: Config) -> None:
+    """Serve every front process (one socket each) until all of them closed their socket."""
     threads = config.verifier.threads or os.cpu_count() or 2
     from saslauth import schemes
 
@@ -140,11 +142,14 @@ async def serve(sock: socket.socket, config: Config) -> None:
             chain = build_chain(list(config.passdb), executor)
             await chain.start(stack)
             _start_cache(config, stack)
-            done: asyncio.Future[None] = loop.create_future()
-            transport, _ = await loop.create_connection(
-                lambda: ChildProtocol(chain, done), sock=sock
-            )
-            stack.callback(transport.close)
+            dones: list[asyncio.Future[None]] = []
+            for sock in socks:
+                done: asyncio.Future[None] = loop.create_future()
+                transport, _ = await loop.create_connection(
+                    partial(ChildProtocol, chain, done), sock=sock
+                )
+                stack.callback(transport.close)
+                dones.append(done)
             log.info(
                 "verifier ready (pid %d, uid %d, %d threads, %s)",
                 os.getpid(),
@@ -152,7 +157,7 @@ async def serve(sock: socket.socket, config: Config) -> None:
                 threads,
                 loops.name(),
             )
-            await done
+            await asyncio.gather(*dones)
 
 
 def _start_cache(config: Config, stack: AsyncExitStack) -> None:
@@ -184,8 +189,8 @@ def _flush_cache(cache: verifycache.VerifyCache) -> None:
     log.info("cache flushed: %d entries of %d user(s)", count, len(users))
 
 
-def run_verifier(sock: socket.socket, config: Config) -> int:
-    """Entry point of the forked verifier child."""
+def run_verifier(socks: list[socket.socket], config: Config) -> int:
+    """Entry point of the forked verifier child: one socket per front process."""
     logs.setup(config.log_level, "verifier")
-    loops.run(lambda: serve(sock, config), config.event_loop)
+    loops.run(lambda: serve(socks, config), config.event_loop)
     return 0

@@ -33,14 +33,16 @@ SWEEP_EVERY = 0.25  # one timer checks every deadline this often (no timer per r
 
 
 class _Link(asyncio.Protocol):
-    def __init__(self, owner: VerifierClient) -> None:
+    def __init__(self, owner: VerifierClient, order: int) -> None:
         self.owner = owner
+        self.order = order  # attach() calls so far: the master hands verifiers in this order
         self.reader = verifier.LineReader()
         self.transport: asyncio.Transport | None = None
         self.ready = False
         self.started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.outstanding: set[int] = set()  # requests written to this child, not yet answered
         self.retiring = False
+        self.pid = 0  # the child's, from its READY line
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
@@ -54,6 +56,7 @@ class _Link(asyncio.Protocol):
                     if not line.startswith(b"READY\t"):
                         raise VerifierError("verifier did not say READY")
                     self.ready = True
+                    self.pid = int(line[6:]) if line[6:].isdigit() else 0
                     self.owner.link_ready(self)
                     continue
                 resolve(*decode(line))
@@ -109,11 +112,16 @@ class VerifierClient:
         self._on_broken = on_broken
         # The loop, kept: asyncio.get_running_loop() checks the pid, a getpid() system call.
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._attached = 0  # attach() calls so far
+        self._adopted = 0  # the order of the link taking requests
+        self.pid = 0  # of the child taking requests (or the last one, once it broke); 0: none
 
     async def attach(self, sock: socket.socket) -> _Link:
         """Start talking to a (new) verifier child over ``sock``."""
         loop = asyncio.get_running_loop()
-        _, link = await loop.create_connection(lambda: _Link(self), sock=sock)
+        self._attached += 1
+        order = self._attached
+        _, link = await loop.create_connection(lambda: _Link(self, order), sock=sock)
         return link
 
     async def replace(self, sock: socket.socket) -> bool:
@@ -129,10 +137,16 @@ class VerifierClient:
             raise
 
     def link_ready(self, link: _Link) -> None:
+        if link.order < self._adopted:  # handed before the one taking requests: superseded
+            link.started.set_result(False)
+            link.close()
+            return
+        self._adopted = link.order
         old = self._link
         if old is not None:
             self._flush()  # what was queued for the old child goes to it
         self._link = link
+        self.pid = link.pid
         log.info("verifier connected")
         if not link.started.done():
             link.started.set_result(True)

@@ -1,0 +1,211 @@
+"""Several front processes (``fronts: 2``) sharing the listeners, all talking to one verifier."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.authclient import AuthClient, ConnectionClosed, plain_b64
+from tests.fixtures.ports import public_tmpdir, wait_until
+from tests.fixtures.saslauth import REPO, Saslauth, running, write_config
+
+CONNECTIONS = 40
+BOB = plain_b64("", "bob", "bobpw")
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    with public_tmpdir("safr-") as path:
+        (path / "users").write_text("bob:{PLAIN}bobpw\n")
+        yield path
+
+
+@pytest.fixture
+def daemon(workdir: Path) -> Iterator[Saslauth]:
+    config = write_config(workdir, workdir / "users", extra="fronts: 2\n")
+    with running(config, workdir / "auth") as server:
+        yield server
+
+
+def greeting_ids(greeting: list[str]) -> tuple[int, int]:
+    """(SPID, CUID) of a Dovecot handshake."""
+    fields = dict(line.split("\t", 1) for line in greeting if "\t" in line)
+    return int(fields["SPID"]), int(fields["CUID"])
+
+
+def connect_all(daemon: Saslauth, count: int) -> list[tuple[AuthClient, int, int]]:
+    """``count`` connections made at once: (client, spid, cuid) each."""
+
+    def one(_: int) -> tuple[AuthClient, int, int]:
+        client = AuthClient.connect(daemon.address, timeout=15)
+        return (client, *greeting_ids(client.handshake()))
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_two_fronts_share_the_socket(daemon: Saslauth) -> None:
+    roles = daemon.wait_children()
+    fronts = daemon.fronts()
+    assert len(fronts) == 2 and set(roles) == {"front", "front2", "verifier"}
+    if os.geteuid() == 0:  # both dropped to the unprivileged user, with no groups
+        nobody = pwd.getpwnam("nobody")
+        for pid in fronts:
+            status = dict(
+                line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            )
+            assert status["Uid"].split() == [str(nobody.pw_uid)] * 4
+            assert status["Groups"].split() == []
+    clients = connect_all(daemon, CONNECTIONS)
+    try:
+        for index, (client, _, _) in enumerate(clients):
+            client.send_line(f"AUTH\t{index + 1}\tPLAIN\tservice=smtp\tresp={BOB}")
+        for index, (client, _, _) in enumerate(clients):
+            assert client.read_line(15) == f"OK\t{index + 1}\tuser=bob"
+        spids = [spid for _, spid, _ in clients]
+        cuids = [cuid for _, _, cuid in clients]
+        assert set(spids) == set(fronts), spids  # the kernel handed connections to both
+        assert len(set(cuids)) == CONNECTIONS, sorted(cuids)  # unique across the fronts
+        # front i of N hands out i+1, i+1+N, ...: one residue per front, a different one each
+        residues = {pid: {cuid % 2 for spid, cuid in zip(spids, cuids, strict=True) if spid == pid}
+                    for pid in fronts}  # fmt: skip
+        assert sorted(residues.values(), key=min) == [{0}, {1}], residues
+    finally:
+        for client, _, _ in clients:
+            client.close()
+    assert daemon.log_text().count("front ready") == 2
+    assert "serving: 2 front(s) ready" in daemon.log_text()
+
+
+def test_one_front(workdir: Path) -> None:
+    config = write_config(workdir, workdir / "users", extra="fronts: 1\n")
+    with running(config, workdir / "auth") as daemon:
+        roles = daemon.wait_children()
+        assert set(roles) == {"front", "verifier"}
+        clients = connect_all(daemon, 5)
+        try:
+            assert {spid for _, spid, _ in clients} == {roles["front"]}
+            cuids = sorted(cuid for _, _, cuid in clients)  # (start_saslauth's probe had 1)
+            assert cuids == list(range(cuids[0], cuids[0] + 5))
+            client = clients[0][0]
+            assert client.auth(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={BOB}", 10) == "OK\t1\tuser=bob"
+        finally:
+            for client, _, _ in clients:
+                client.close()
+
+
+class Load:
+    """One thread per connection logging in again and again; records each reply by front."""
+
+    def __init__(self, clients: list[tuple[AuthClient, int, int]]) -> None:
+        self.clients = clients
+        self.done = threading.Event()
+        self.replies: list[list[tuple[float, str]]] = [[] for _ in clients]
+        self.errors: list[str] = []
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(len(clients))]
+
+    def _run(self, index: int) -> None:
+        client = self.clients[index][0]
+        request = 0
+        try:
+            while not self.done.is_set():
+                request += 1
+                reply = client.auth(f"AUTH\t{request}\tPLAIN\tservice=smtp\tresp={BOB}", 15)
+                if reply is None:
+                    self.errors.append(f"connection {index}: no reply")
+                    return
+                self.replies[index].append((time.monotonic(), reply.split("\t", 2)[0]))
+                time.sleep(0.005)
+        except (OSError, ConnectionClosed) as exc:
+            self.errors.append(f"connection {index}: {exc!r}")
+
+    def ok_after(self, moment: float, spid: int) -> int:
+        return sum(
+            1
+            for (_, pid, _), replies in zip(self.clients, self.replies, strict=True)
+            if pid == spid
+            for when, word in replies
+            if when > moment and word == "OK"
+        )
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.done.set()
+        for thread in self.threads:
+            thread.join(30)
+
+
+def _logins_after(load: Load, moment: float, spid: int) -> bool:
+    return load.ok_after(moment, spid) > 20
+
+
+def test_verifier_crash_under_load_both_fronts_reconnect(daemon: Saslauth) -> None:
+    first = daemon.wait_children()
+    fronts = daemon.fronts()
+    clients = connect_all(daemon, 20)
+    assert {spid for _, spid, _ in clients} == set(fronts)
+    try:
+        with Load(clients) as load:
+            wait_until(lambda: all(load.ok_after(0, pid) > 20 for pid in fronts), 20)
+            os.kill(first["verifier"], signal.SIGKILL)
+            wait_until(lambda: daemon.children().get("verifier", first["verifier"])
+                       != first["verifier"], 10, what="a new verifier")  # fmt: skip
+            restarted = time.monotonic()
+            for pid in fronts:  # later logins succeed on connections of both fronts
+                wait_until(partial(_logins_after, load, restarted + 0.5, pid), 15,
+                           what=f"logins on front {pid}")  # fmt: skip
+        assert load.errors == []
+        # what failed failed as a temporary failure, during the crash only
+        words = {word for replies in load.replies for _, word in replies}
+        assert words <= {"OK", "FAIL"}
+    finally:
+        for client, _, _ in clients:
+            client.close()
+    second = daemon.wait_children()
+    assert second["verifier"] != first["verifier"] and daemon.fronts() == fronts
+    text = daemon.log_text()
+    assert text.count("verifier exited (killed by signal 9)") == 1  # restarted once
+    assert text.count("started verifier") == 2
+    assert text.count("verifier connected") == 4  # each front: the first and the new one
+
+
+def test_killing_one_front_stops_the_daemon(daemon: Saslauth) -> None:
+    daemon.wait_children()
+    victim = daemon.fronts()[1]
+    os.kill(victim, signal.SIGKILL)
+    assert daemon.proc.wait(20) == 1
+    assert f"(pid {victim}) exited (killed by signal 9); stopping" in daemon.log_text()
+    wait_until(lambda: not daemon.children(), 10, what="every child to exit")
+
+
+def test_check_config_rejects_bad_fronts(workdir: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    for bad in ("0", "many"):
+        config = write_config(workdir, workdir / "users", extra=f"fronts: {bad}\n")
+        check = subprocess.run(
+            [sys.executable, "-m", "saslauth", "check-config", "--config", str(config)],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+        assert check.returncode == 1
+        assert f"{config}:9: fronts: auto, or a whole number from 1 to 64" in check.stdout
+    config = write_config(workdir, workdir / "users", extra="fronts: 3\n")
+    check = subprocess.run(
+        [sys.executable, "-m", "saslauth", "check-config", "--config", str(config)],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert check.returncode == 0 and "3 front(s)" in check.stdout
