@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from saslauth import logbatch, logs, loops, reload
+from saslauth import hardening, logbatch, logs, loops, reload
 from saslauth.config import Config
 from saslauth.limits.limiter import limiter_for
 from saslauth.session import Session, SessionSettings
@@ -318,6 +318,7 @@ def run_front(
     lean_logging()
     streams = logbatch.install()
     front = Front(config, index, count)
+    hardening.freeze_startup_objects()
     try:
         loops.run(lambda: front.run(listeners, verifier, control), config.event_loop)
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import resource
 
@@ -46,3 +47,13 @@ def no_core_dumps() -> bool:
     if not ok:
         log.warning("could not disable core dumps for this process")
     return ok
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive now (imported modules, configuration) out of the cyclic garbage
+    collector's reach: its full collections then scan only what serving creates, not tens of
+    thousands of start-up objects each time (a pause of milliseconds, every few thousand
+    requests).  The objects still live and are freed normally; only the cycle scan skips them.
+    """
+    gc.collect()
+    gc.freeze()

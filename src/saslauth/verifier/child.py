@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any, cast
 
 from saslauth import cache as verifycache
-from saslauth import flush, logs, loops, verifier
+from saslauth import flush, hardening, logs, loops, verifier
 from saslauth.config import Config
 from saslauth.errors import VerifierError
 from saslauth.passdb import Lookup, Verdict
@@ -192,5 +192,6 @@ def _flush_cache(cache: verifycache.VerifyCache) -> None:
 def run_verifier(socks: list[socket.socket], config: Config) -> int:
     """Entry point of the forked verifier child: one socket per front process."""
     logs.setup(config.log_level, "verifier")
+    hardening.freeze_startup_objects()
     loops.run(lambda: serve(socks, config), config.event_loop)
     return 0
