@@ -689,6 +689,7 @@ def run_case(
         extra = f"log_level: {args.saslauth_log_level}\nevent_loop: {args.event_loop}\n"
         if args.verifier_threads is not None:
             extra += f"verifier:\n  threads: {args.verifier_threads}\n"
+        extra += f"fronts: {args.fronts}\n"
         if cache_on(case, args):
             extra += f"cache:\n  ttl: 5m\n  negative_ttl: 30s\n  size: {max(args.users, 1000)}\n"
         config = write_config(workdir, passwd, failure_delay="0", extra=extra)
@@ -833,7 +834,7 @@ def format_case(res: CaseResult, args: argparse.Namespace) -> str:
             else ""
         ),
         f"   saslauth: verification cache {'on' if cache_on(CASES[res.case], args) else 'off'}, "
-        f"event_loop {args.event_loop}; dovecot: "
+        f"event_loop {args.event_loop}, fronts {args.fronts}; dovecot: "
         + (
             f"default settings except {', '.join(res.dovecot_conf)} (default 1000: too few for "
             f"the idle connections)"
@@ -992,6 +993,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
         help="saslauth event_loop (auto: uvloop when installed)",
+    )
+    p.add_argument(
+        "--fronts",
+        default="auto",
+        help="saslauth fronts: front processes (auto: one per CPU core, as saslauth's default)",
     )
     p.add_argument(
         "--verifier-threads",
