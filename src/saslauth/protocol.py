@@ -78,23 +78,26 @@ def _ip(value: bytes | None) -> str | None:
         return _IP_CACHE[value]
     except KeyError:
         pass
-    address: str | None
     try:
-        text = value.decode("ascii")
-        # fast path: a canonical dotted quad is its own normal form
-        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text)) == text:
-            address = text
-        else:
-            address = str(ipaddress.ip_address(text))
-    except (UnicodeDecodeError, OSError, ValueError):
-        try:
-            address = str(ipaddress.ip_address(value.decode("ascii")))
-        except (UnicodeDecodeError, ValueError):
-            address = None
+        address = _normal_address(value.decode("ascii"))
+    except UnicodeDecodeError:
+        address = None
     if len(_IP_CACHE) >= _IP_CACHE_SIZE:
         _IP_CACHE.clear()
     _IP_CACHE[value] = address
     return address
+
+
+def _normal_address(text: str) -> str | None:
+    try:  # fast path: a canonical dotted quad is its own normal form
+        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text)) == text:
+            return text
+    except OSError:
+        pass
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 def _port(value: bytes | None) -> int | None:
@@ -111,7 +114,7 @@ class ServerConnection:
     def __init__(self, mechanisms: Iterable[tuple[str, Iterable[str]]]) -> None:
         self._mechs = {name.upper(): tuple(flags) for name, flags in mechanisms}
         self._mech_names = {name.encode(): name for name in self._mechs}  # as clients send them
-        self._buffer = b""  # unparsed input from _pos on
+        self._buffer: bytes | bytearray = b""  # unparsed input from _pos on
         self._pos = 0
         self.handshake = Handshake.EXPECT_VERSION
         self.client_minor = 0
@@ -131,10 +134,12 @@ class ServerConnection:
         if self._pos:  # drop what was parsed before appending
             self._buffer = self._buffer[self._pos :]
             self._pos = 0
-        if self._buffer:
-            self._buffer += data
-        else:
+        if not self._buffer:
             self._buffer = data  # the usual case: whole lines in one read, kept without a copy
+            return
+        if type(self._buffer) is not bytearray:  # a line in pieces: grow in place, not by copies
+            self._buffer = bytearray(self._buffer)
+        self._buffer += data
 
     def next_event(self) -> ClientEvent | None:
         """Parse buffered input until one event results; None when more data is needed."""
@@ -145,7 +150,7 @@ class ServerConnection:
                 if len(buffer) - start >= wire.MAX_LINE:
                     raise RemoteProtocolError(f"client sent more than {wire.MAX_LINE} bytes")
                 return None
-            line = buffer[start:end]
+            line = bytes(buffer[start:end])  # (no copy of a bytes slice: it is one already)
             if end + 1 == len(buffer):
                 self._buffer, self._pos = b"", 0
             else:

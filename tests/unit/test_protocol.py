@@ -331,3 +331,38 @@ def test_fuzz_request_table_stays_consistent(lines: list[str], answers: list[boo
                 conn.send(Challenge(event.id, b"") if answer else Ok(event.id, "u"))
             elif isinstance(event, Rejected | Cancel):
                 assert event.id not in conn.requests
+
+
+def test_lines_dripped_one_byte_at_a_time() -> None:
+    conn = ready()
+    data = (
+        "AUTH\t1\tPLAIN\tservice=smtp\trip=::ffff:10.0.0.1\tresp=" + GOOD + "\r\n"
+        "AUTH\t2\tLOGIN\tservice=smtp\tlip=10.0.0.2\n"
+    ).encode()
+    events: list[ClientEvent] = []
+    for i in range(len(data)):
+        conn.receive_data(data[i : i + 1])
+        while (event := conn.next_event()) is not None:
+            events.append(event)
+    assert [type(e) for e in events] == [AuthRequest, AuthRequest]
+    first, second = events
+    assert isinstance(first, AuthRequest) and isinstance(second, AuthRequest)
+    assert (first.id, first.initial, first.rip) == (1, b"\x00alice\x00secret", "::ffff:a00:1")
+    assert (second.id, second.lip, second.initial) == (2, "10.0.0.2", None)
+
+
+@pytest.mark.parametrize(
+    ("given", "normal"),
+    [
+        ("10.1.2.3", "10.1.2.3"),
+        ("010.1.2.3", None),  # ipaddress refuses leading zeros (ambiguous octal)
+        ("2001:DB8::0:1", "2001:db8::1"),
+        ("unknown", None),
+        ("", None),
+        ("10.1.2.3\u00e9", None),
+    ],
+)
+def test_addresses_are_normalised_and_remembered(given: str, normal: str | None) -> None:
+    for _ in range(2):  # the second time from the memo
+        (event,) = feed(ready(), f"AUTH\t1\tPLAIN\tservice=smtp\trip={given}\tlip={given}")
+        assert isinstance(event, AuthRequest) and event.rip == normal and event.lip == normal
