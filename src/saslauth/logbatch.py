@@ -82,12 +82,13 @@ class LineWriter:
     handler, a handler added later) gets the ordinary call, so no line is ever lost or changed.
     """
 
-    __slots__ = ("_handler", "_level", "_logger", "_render")
+    __slots__ = ("_formatter", "_handler", "_level", "_logger", "_render")
 
     def __init__(self, logger: logging.Logger, level: int = logging.INFO) -> None:
         self._logger = logger
         self._level = level
         self._handler: logging.Handler | None = None  # the root handler _render was made for
+        self._formatter: logging.Formatter | None = None  # and its formatter then
         self._render: Callable[[int, str], str] | None = None
 
     def __call__(self, message: str) -> None:
@@ -99,8 +100,9 @@ class LineWriter:
             handler = handlers[0]
             stream = getattr(handler, "stream", None)
             if type(stream) is BatchedStream and handler.level <= self._level:
-                if handler is not self._handler:
-                    self._handler, self._render = handler, logs.renderer(handler)
+                if handler is not self._handler or handler.formatter is not self._formatter:
+                    self._handler, self._formatter = handler, handler.formatter
+                    self._render = logs.renderer(handler)
                 render = self._render
                 if render is not None and not handler.filters:
                     stream.write(render(self._level, message))

@@ -46,7 +46,7 @@ class _JournalFormatter(logging.Formatter):
 
 # The handler setup() installed last, and a renderer that formats a message into exactly the
 # line its formatter would write (see :func:`renderer`).
-_installed: tuple[logging.Handler, Callable[[int, str], str]] | None = None
+_installed: tuple[logging.Handler, logging.Formatter, Callable[[int, str], str]] | None = None
 
 
 def setup(level: str, process: str) -> None:
@@ -64,20 +64,21 @@ def setup(level: str, process: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    _installed = (handler, render)
+    assert handler.formatter is not None
+    _installed = (handler, handler.formatter, render)
 
 
 def renderer(handler: logging.Handler) -> Callable[[int, str], str] | None:
     """``render(level, message)``: the line ``handler`` would write for a record of ``level``
-    with ``message``, terminator included, when ``handler`` is the one :func:`setup` made (and
-    has no filters: the caller checks that, as they may be added later).
+    with ``message``, terminator included, when ``handler`` is the one :func:`setup` made, with
+    its formatter (and no filters: the caller checks that, as they may be added later).
 
     A LogRecord plus ``Formatter.format`` cost more than all the rest of an authentication in
     the front; its one line per attempt is rendered with this instead (:mod:`saslauth.logbatch`).
     """
-    if _installed is None or _installed[0] is not handler:
+    if _installed is None or _installed[0] is not handler or _installed[1] is not handler.formatter:
         return None
-    return _installed[1]
+    return _installed[2]
 
 
 def _journal_renderer(process: str) -> Callable[[int, str], str]:

@@ -97,7 +97,13 @@ def test_line_writer_writes_exactly_what_logging_would(
             assert lines[0].endswith(tail)
             assert ",999 INFO" in lines[2]
 
-        # Any other logging set-up (a capture handler, a level) takes the ordinary route.
+        # Any other logging set-up (a capture handler, a level, a formatter) takes the
+        # ordinary route.
+        handler = root.handlers[0]
+        handler.setFormatter(logging.Formatter("custom %(message)s"))
+        writer("reformatted")
+        logbatch.drain(streams)
+        assert target.getvalue().endswith("custom reformatted\n")
         extra = CountingStream()
         log.addHandler(logging.StreamHandler(extra))
         writer("seen by both")
