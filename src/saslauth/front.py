@@ -23,13 +23,12 @@ from functools import partial
 from typing import Any
 
 from saslauth import hardening, logbatch, logs, loops, reload
+from saslauth.accept import Acceptor, Balance, Shares
 from saslauth.config import Config
 from saslauth.limits.limiter import limiter_for
 from saslauth.session import Session, SessionSettings
 from saslauth.usernames import UsernamePolicy
 from saslauth.verifier.client import VerifierClient
-
-LISTEN_BACKLOG = 1024  # the same as the master's listen(); the kernel caps it at somaxconn
 
 log = logging.getLogger("saslauth.front")
 
@@ -57,7 +56,9 @@ def _allowed(peer: Any, allow: tuple[Network, ...]) -> bool:
 
 
 class Front:
-    def __init__(self, config: Config, index: int = 0, count: int = 1) -> None:
+    def __init__(
+        self, config: Config, index: int = 0, count: int = 1, shares: Shares | None = None
+    ) -> None:
         """Front ``index`` of ``count``: its CUIDs are index+1, index+1+count, ... (unique
         across the fronts, as Dovecot's are across its auth processes)."""
         self.config = config
@@ -67,6 +68,7 @@ class Front:
         self.verifier = VerifierClient(on_broken=self._verifier_broken)
         self.sessions: set[Session] = set()
         self._cuid = index + 1 - count
+        self.balance = Balance(shares, index)  # connections held, next to the other fronts'
         self._handed = 0  # VERIFIER and RELOAD messages so far
         self._control: socket.socket | None = None
         self.stop = asyncio.Event()
@@ -78,10 +80,14 @@ class Front:
             self.settings, self.verifier.submit, self._cuid, secrets.token_hex(16), listener
         )
         self.sessions.add(session)
-        session.on_close = self.sessions.discard
+        session.on_close = self._closed
         if self.stop.is_set():
             session.on_idle = self._session_idle
         return session
+
+    def _closed(self, session: Session) -> None:
+        self.sessions.discard(session)
+        self.balance.release()
 
     def _session_idle(self) -> None:
         if self.stop.is_set() and not any(s.pending for s in self.sessions):
@@ -175,15 +181,10 @@ class Front:
         control.setblocking(False)
         loop.add_reader(control.fileno(), self._control_readable)
         await self.verifier.attach(verifier)
-        servers = []
-        for sock, info in listen:
-            # asyncio re-listens with its default backlog of 100 unless told otherwise; a burst of
-            # smtpd processes connecting at once would then see EAGAIN.
-            servers.append(
-                await loop.create_server(
-                    partial(self.session_factory, info), sock=sock, backlog=LISTEN_BACKLOG
-                )
-            )
+        acceptors = [
+            Acceptor(sock, partial(self.session_factory, info), self.balance)
+            for sock, info in listen
+        ]
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the master handles reloads
@@ -199,8 +200,8 @@ class Front:
         self._tell(b"READY")
         await self.stop.wait()
         log.info("stopping: no new connections; finishing requests in flight")
-        for server in servers:
-            server.close()
+        for acceptor in acceptors:
+            acceptor.close()
         for session in self.sessions:  # only now: while serving, a request's end costs no call
             session.on_idle = self._session_idle
         await self._drain()
@@ -309,6 +310,7 @@ def run_front(
     unprivileged: bool,
     index: int = 0,
     count: int = 1,
+    shares: Shares | None = None,
 ) -> int:
     """Entry point of the forked front process."""
     logs.setup(config.log_level, "front")
@@ -317,7 +319,7 @@ def run_front(
     raise_nofile_limit()
     lean_logging()
     streams = logbatch.install()
-    front = Front(config, index, count)
+    front = Front(config, index, count, shares)
     hardening.freeze_startup_objects()
     try:
         loops.run(lambda: front.run(listeners, verifier, control), config.event_loop)

@@ -11,6 +11,7 @@ import logging
 import socket
 from dataclasses import dataclass
 
+from saslauth.accept import Shares
 from saslauth.config import Config
 from saslauth.front import ListenerInfo
 from saslauth.processes import Account, fork_child
@@ -93,6 +94,7 @@ class Fronts:
 
         preload(config)  # before the privilege drop: later imports may be refused
         socks = [sock for sock, _ in listeners]
+        shares = Shares(self.count)  # mapped before the forks: every front sees the same table
         for front, verifier in zip(self.procs, verifier_socks, strict=True):
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
 
@@ -102,7 +104,7 @@ class Fronts:
             ) -> int:  # fmt: skip
                 return run_front(
                     config, listeners, verifier, control,
-                    unprivileged=who is not None, index=index, count=self.count,
+                    unprivileged=who is not None, index=index, count=self.count, shares=shares,
                 )  # fmt: skip
 
             front.pid = fork_child("saslauth-front", [*socks, verifier, theirs], who, body)

@@ -1,0 +1,112 @@
+"""Fronts share the listening socket evenly, and never wait long for one another."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+from saslauth import accept
+
+
+class Counting(asyncio.Protocol):
+    made = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        Counting.made += 1
+
+
+def _listener(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(64)
+    return sock
+
+
+def _connect(path: Path, count: int) -> list[socket.socket]:
+    clients = []
+    for _ in range(count):
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(str(path))
+        clients.append(client)
+    return clients
+
+
+def test_two_fronts_take_a_burst_in_turns(tmp_path: Path) -> None:
+    async def scenario() -> tuple[int, int]:
+        shares = accept.Shares(2)
+        balances = [accept.Balance(shares, 0), accept.Balance(shares, 1)]
+        sock = _listener(tmp_path / "s")
+        clients = _connect(tmp_path / "s", 20)  # all pending before either front runs
+        # one descriptor each, as in two processes (a loop has one reader per descriptor);
+        # the second front starts late: without the shares the first would take them all
+        socks = [sock, sock.dup()]
+        acceptors = [accept.Acceptor(socks[0], Counting, balances[0])]
+        await asyncio.sleep(0.01)
+        assert balances[0].held == accept.SLACK + 1  # its share above the other's 0, no more
+        acceptors.append(accept.Acceptor(socks[1], Counting, balances[1]))
+        for _ in range(200):
+            await asyncio.sleep(0.001)
+            if sum(b.held for b in balances) == 20:
+                break
+        for acceptor in acceptors:
+            acceptor.close()
+        for client in clients:
+            client.close()
+        for sock in socks:
+            sock.close()
+        assert (shares.get(0), shares.get(1)) == (balances[0].held, balances[1].held)
+        return balances[0].held, balances[1].held
+
+    first, second = asyncio.run(scenario())
+    assert first + second == 20 and abs(first - second) <= accept.SLACK + 1
+
+
+def test_a_front_that_never_accepts_holds_nobody_up_for_long(tmp_path: Path) -> None:
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        shares = accept.Shares(2)  # front 1 exists but never accepts: its count stays 0
+        balance = accept.Balance(shares, 0)
+        sock = _listener(tmp_path / "s")
+        clients = _connect(tmp_path / "s", 10)
+        started = loop.time()
+        acceptor = accept.Acceptor(sock, Counting, balance)
+        seen: list[float] = []
+        while balance.held < 10 and loop.time() - started < 2:
+            held = balance.held
+            await asyncio.sleep(0.001)
+            seen.extend(loop.time() - started for _ in range(balance.held - held))
+        acceptor.close()
+        for client in clients:
+            client.close()
+        sock.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert len(seen) == 10
+    fair = accept.SLACK + 1  # taken at once: up to its share above the idle front's 0
+    assert all(moment < accept.MAX_DEFER for moment in seen[:fair])
+    assert seen[fair] >= accept.MAX_DEFER * 0.9  # the rest waited for the other front ...
+    assert seen[-1] < accept.MAX_DEFER + 0.5  # ... but not long: then it took them all
+
+
+def test_one_front_alone_never_defers(tmp_path: Path) -> None:
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        balance = accept.Balance(accept.Shares(1), 0)
+        sock = _listener(tmp_path / "s")
+        clients = _connect(tmp_path / "s", 10)
+        started = loop.time()
+        acceptor = accept.Acceptor(sock, Counting, balance)
+        for _ in range(2000):
+            if balance.held == 10:
+                break
+            await asyncio.sleep(0.001)
+        took = loop.time() - started
+        acceptor.close()
+        for client in clients:
+            client.close()
+        sock.close()
+        return took
+
+    assert asyncio.run(scenario()) < accept.MAX_DEFER
