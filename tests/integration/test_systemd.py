@@ -207,6 +207,9 @@ def test_restarts_never_leave_the_path_without_a_listener(work: Path) -> None:
     kills = 2
     try:
         assert login_ok(path, timeout=15)
+        # one front can serve before the master has heard every front's READY: wait for that
+        # too, or the daemon may be killed before it says so, and the count below is one short
+        wait_until(partial(_started, log, 1), 15, what="every front of the first daemon")
         prober.start()
         for run in range(kills):
             start = time.monotonic()
