@@ -158,8 +158,8 @@ def test_verifier_crash_under_load_both_fronts_reconnect(daemon: Saslauth) -> No
     first = daemon.wait_children()
     fronts = daemon.fronts()
     clients = connect_all(daemon, 20)
-    assert {spid for _, spid, _ in clients} == set(fronts)
     try:
+        assert {spid for _, spid, _ in clients} == set(fronts)
         with Load(clients) as load:
             wait_until(lambda: all(load.ok_after(0, pid) > 20 for pid in fronts), 20)
             os.kill(first["verifier"], signal.SIGKILL)
