@@ -75,7 +75,7 @@ def test_two_fronts_share_the_socket(daemon: Saslauth) -> None:
             assert client.read_line(15) == f"OK\t{index + 1}\tuser=bob"
         spids = [spid for _, spid, _ in clients]
         cuids = [cuid for _, _, cuid in clients]
-        assert set(spids) == set(fronts), spids  # the kernel handed connections to both
+        assert set(spids) == set(fronts), spids  # connections reached both fronts
         assert len(set(cuids)) == CONNECTIONS, sorted(cuids)  # unique across the fronts
         # front i of N hands out i+1, i+1+N, ...: one residue per front, a different one each
         residues = {pid: {cuid % 2 for spid, cuid in zip(spids, cuids, strict=True) if spid == pid}
