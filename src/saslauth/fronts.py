@@ -1,7 +1,7 @@
 """The master's front processes: one record each, forking them, and their control messages.
 
-Every front gets the same listening sockets (the kernel hands each new connection to one of
-the fronts accepting on it), its own control socketpair and its own socket to the verifier.
+Every front gets the same listening sockets (shared out evenly: :mod:`saslauth.accept`), its
+own control socketpair and its own socket to the verifier.
 :meth:`Fronts.receive` gathers the control lines of all of them (fan-in); the master decides.
 """
 
