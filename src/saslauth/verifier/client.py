@@ -28,7 +28,6 @@ log = logging.getLogger("saslauth.front")
 
 REPLY_TIMEOUT = 7.0  # Postfix gives up after 10 s; leave room for the failure delay
 ATTACH_WAIT = 3.0  # how long a request waits for a replacement verifier
-FLUSH_AT = 8
 SWEEP_EVERY = 0.25  # one timer checks every deadline this often (no timer per request)
 
 
@@ -197,8 +196,6 @@ class VerifierClient:
         if not queued and self._link is not None:
             loop.call_soon(self._flush)
         queued.append((seq, verifier.encode_request(seq, request)))
-        if len(queued) >= FLUSH_AT:
-            self._flush()
 
     def _flush(self) -> None:
         link = self._link
