@@ -427,22 +427,9 @@ def memory(processes: Sequence[tuple[str, int]]) -> tuple[ProcKib, ProcKib]:
 
 
 def saslauth_processes(daemon: Saslauth) -> list[tuple[str, int]]:
-    """The master and all its children by comm name: every front (there may be several)
-    and the verifier (``Saslauth.children()`` keeps one pid per role only)."""
-    master = daemon.proc.pid
-    found: list[tuple[str, int]] = [("master", master)]
-    roles = {"saslauth-front": "front", "saslauth-verif": "verifier"}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            comm = (entry / "comm").read_text().strip()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == master and comm in roles:
-            found.append((roles[comm], int(entry.name)))
-    return sorted(found, key=lambda rp: (rp[0] != "master", rp[0], rp[1]))
+    """The master, every front (there may be several) and the verifier, as (role, pid)."""
+    children = [(role.rstrip("0123456789"), pid) for role, pid in daemon.children().items()]
+    return [("master", daemon.proc.pid), *sorted(children)]
 
 
 def _cmdline(pid: int) -> str:
