@@ -7,7 +7,6 @@ import pwd
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.authclient import AuthClient, ConnectionClosed, plain_b64
+from tests.fixtures.load import ThreadedLoad
 from tests.fixtures.ports import public_tmpdir, wait_until
 from tests.fixtures.saslauth import REPO, Saslauth, running, write_config
 
@@ -105,15 +105,14 @@ def test_one_front(workdir: Path) -> None:
                 client.close()
 
 
-class Load:
+class Load(ThreadedLoad):
     """One thread per connection logging in again and again; records each reply by front."""
 
     def __init__(self, clients: list[tuple[AuthClient, int, int]]) -> None:
+        super().__init__(len(clients))
         self.clients = clients
-        self.done = threading.Event()
         self.replies: list[list[tuple[float, str]]] = [[] for _ in clients]
         self.errors: list[str] = []
-        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(len(clients))]
 
     def _run(self, index: int) -> None:
         client = self.clients[index][0]
@@ -138,16 +137,6 @@ class Load:
             for when, word in replies
             if when > moment and word == "OK"
         )
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.done.set()
-        for thread in self.threads:
-            thread.join(30)
 
 
 def _logins_after(load: Load, moment: float, spid: int) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.authclient import AuthClient, ConnectionClosed, plain_b64
+from tests.fixtures.load import ThreadedLoad
 from tests.fixtures.ports import public_tmpdir, wait_until
 from tests.fixtures.saslauth import Saslauth, start_saslauth
 
@@ -63,17 +63,16 @@ def daemon(fronts: int) -> Iterator[Saslauth]:
             server.stop()
 
 
-class Load:
+class Load(ThreadedLoad):
     """One thread per connection, each sending the next login as soon as the last is answered."""
 
     def __init__(self, path: Path) -> None:
+        super().__init__(CONNECTIONS)
         self.path = path
-        self.done = threading.Event()
         self.ok = [0] * CONNECTIONS
         self.sent = [0] * CONNECTIONS
         self.errors: list[str] = []
         self.spids: set[int] = set()  # the fronts that served these connections
-        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(CONNECTIONS)]
 
     def _run(self, index: int) -> None:
         user, password = ("slow", "slowpw") if index < SLOW else ("bob", "bobpw")
@@ -94,16 +93,6 @@ class Load:
                     self.ok[index] += 1
         except (OSError, ConnectionClosed) as exc:
             self.errors.append(f"connection {index}: {exc!r}")
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.done.set()
-        for thread in self.threads:
-            thread.join(30)
 
 
 def _reloads_reach(daemon: Saslauth, count: int) -> bool:
