@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 from pathlib import Path
+
+import pytest
 
 from saslauth import accept
 
@@ -110,3 +113,66 @@ def test_one_front_alone_never_defers(tmp_path: Path) -> None:
         return took
 
     assert asyncio.run(scenario()) < accept.MAX_DEFER
+
+
+def test_out_of_descriptors_pauses_accepting_then_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(accept, "RETRY_AFTER", 0.05)
+
+    class Exhausted(socket.socket):
+        failures = 1
+
+        def accept(self) -> tuple[socket.socket, object]:
+            if Exhausted.failures:
+                Exhausted.failures -= 1
+                raise OSError(errno.EMFILE, "Too many open files")
+            return super().accept()
+
+    async def scenario() -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        plain = _listener(tmp_path / "s")
+        sock = Exhausted(fileno=plain.detach())
+        balance = accept.Balance()
+        clients = _connect(tmp_path / "s", 3)
+        started = loop.time()
+        acceptor = accept.Acceptor(sock, Counting, balance)
+        for _ in range(2000):
+            if balance.held == 3:
+                break
+            await asyncio.sleep(0.001)
+        took = loop.time() - started
+        acceptor.close()
+        for client in clients:
+            client.close()
+        sock.close()
+        return balance.held, took
+
+    held, took = asyncio.run(scenario())
+    assert held == 3  # nothing lost: the pending connections waited in the backlog
+    assert accept.RETRY_AFTER <= took < accept.RETRY_AFTER + 1  # after one pause, not a spin
+
+
+def test_a_connection_lost_before_its_transport_is_not_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> int:
+        loop = asyncio.get_running_loop()
+
+        async def refuse(*_args: object, **_kwargs: object) -> object:
+            raise ConnectionResetError("gone")
+
+        monkeypatch.setattr(loop, "connect_accepted_socket", refuse)
+        sock = _listener(tmp_path / "s")
+        balance = accept.Balance()
+        clients = _connect(tmp_path / "s", 2)
+        acceptor = accept.Acceptor(sock, Counting, balance)
+        for _ in range(50):
+            await asyncio.sleep(0.001)
+        acceptor.close()
+        for client in clients:
+            client.close()
+        sock.close()
+        return balance.held
+
+    assert asyncio.run(scenario()) == 0
