@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,16 @@ def _connect(path: Path, count: int) -> list[socket.socket]:
     return clients
 
 
-def test_two_fronts_take_a_burst_in_turns(tmp_path: Path) -> None:
+async def _until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.001)):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+
+
+def test_two_fronts_take_a_burst_in_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(accept, "MAX_DEFER", 5.0)  # the first front never gives up waiting here
+
     async def scenario() -> tuple[int, int]:
         shares = accept.Shares(2)
         balances = [accept.Balance(shares, 0), accept.Balance(shares, 1)]
@@ -45,13 +55,11 @@ def test_two_fronts_take_a_burst_in_turns(tmp_path: Path) -> None:
         # the second front starts late: without the shares the first would take them all
         socks = [sock, sock.dup()]
         acceptors = [accept.Acceptor(socks[0], Counting, balances[0])]
-        await asyncio.sleep(0.01)
+        await _until(lambda: balances[0].held == accept.SLACK + 1)
+        await asyncio.sleep(0.05)
         assert balances[0].held == accept.SLACK + 1  # its share above the other's 0, no more
         acceptors.append(accept.Acceptor(socks[1], Counting, balances[1]))
-        for _ in range(200):
-            await asyncio.sleep(0.001)
-            if sum(b.held for b in balances) == 20:
-                break
+        await _until(lambda: sum(b.held for b in balances) == 20)
         for acceptor in acceptors:
             acceptor.close()
         for client in clients:
@@ -65,7 +73,11 @@ def test_two_fronts_take_a_burst_in_turns(tmp_path: Path) -> None:
     assert first + second == 20 and abs(first - second) <= accept.SLACK + 1
 
 
-def test_a_front_that_never_accepts_holds_nobody_up_for_long(tmp_path: Path) -> None:
+def test_a_front_that_never_accepts_holds_nobody_up_for_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(accept, "MAX_DEFER", 0.5)  # wide margins on a busy test machine
+
     async def scenario() -> list[float]:
         loop = asyncio.get_running_loop()
         shares = accept.Shares(2)  # front 1 exists but never accepts: its count stays 0
@@ -75,7 +87,7 @@ def test_a_front_that_never_accepts_holds_nobody_up_for_long(tmp_path: Path) -> 
         started = loop.time()
         acceptor = accept.Acceptor(sock, Counting, balance)
         seen: list[float] = []
-        while balance.held < 10 and loop.time() - started < 2:
+        while balance.held < 10 and loop.time() - started < 5:
             held = balance.held
             await asyncio.sleep(0.001)
             seen.extend(loop.time() - started for _ in range(balance.held - held))
@@ -90,29 +102,27 @@ def test_a_front_that_never_accepts_holds_nobody_up_for_long(tmp_path: Path) -> 
     fair = accept.SLACK + 1  # taken at once: up to its share above the idle front's 0
     assert all(moment < accept.MAX_DEFER for moment in seen[:fair])
     assert seen[fair] >= accept.MAX_DEFER * 0.9  # the rest waited for the other front ...
-    assert seen[-1] < accept.MAX_DEFER + 0.5  # ... but not long: then it took them all
+    assert seen[-1] < accept.MAX_DEFER + 2  # ... but not long: then it took them all
 
 
-def test_one_front_alone_never_defers(tmp_path: Path) -> None:
-    async def scenario() -> float:
-        loop = asyncio.get_running_loop()
+def test_one_front_alone_never_defers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr(accept.Acceptor, "_pause", lambda self, delay: pauses.append(delay))
+
+    async def scenario() -> int:
         balance = accept.Balance(accept.Shares(1), 0)
         sock = _listener(tmp_path / "s")
         clients = _connect(tmp_path / "s", 10)
-        started = loop.time()
         acceptor = accept.Acceptor(sock, Counting, balance)
-        for _ in range(2000):
-            if balance.held == 10:
-                break
-            await asyncio.sleep(0.001)
-        took = loop.time() - started
+        await _until(lambda: balance.held == 10)
         acceptor.close()
         for client in clients:
             client.close()
         sock.close()
-        return took
+        return balance.held
 
-    assert asyncio.run(scenario()) < accept.MAX_DEFER
+    assert asyncio.run(scenario()) == 10
+    assert pauses == []  # one front has nobody to leave a connection to
 
 
 def test_out_of_descriptors_pauses_accepting_then_resumes(
