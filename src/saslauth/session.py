@@ -22,8 +22,8 @@ from saslauth.logs import kv
 from saslauth.passdb import Lookup, Verdict
 from saslauth.protocol import ServerConnection
 from saslauth.usernames import Identity, UsernamePolicy
-from saslauth.verifier import VerifyRequest, make_request
-from saslauth.verifier.client import Done, settle
+from saslauth.verifier import make_request
+from saslauth.verifier.client import Submit, submitted
 
 if TYPE_CHECKING:
     from saslauth.limits.limiter import Limiter
@@ -67,11 +67,6 @@ class SessionSettings:
             exchanges=exchanges,
             **kwargs,  # type: ignore[arg-type]
         )
-
-
-# How a session has a password checked: submit(request, done); done gets the Lookup, or the
-# exception that stands for it (VerifierClient.submit is one).
-Submit = Callable[[VerifyRequest, Done], None]
 
 
 @dataclass(slots=True)
@@ -201,14 +196,8 @@ class Session(asyncio.Protocol):
         if limiter is None:
             self._submit(verify_request, partial(self._verified, pending))
         else:
-            future = limiter.verify(self._verify, verify_request)
+            future = limiter.verify(partial(submitted, self._submit), verify_request)
             future.add_done_callback(partial(self._limited, pending))
-
-    def _verify(self, request: VerifyRequest) -> asyncio.Future[Lookup]:
-        """The submit function as the limiter calls it: the answer as a future."""
-        future: asyncio.Future[Lookup] = self._loop.create_future()
-        self._submit(request, partial(settle, future))
-        return future
 
     def _limited(self, pending: _Pending, future: asyncio.Future[Lookup]) -> None:
         error = future.exception()
@@ -229,11 +218,9 @@ class Session(asyncio.Protocol):
         lookup = outcome.lookup
         identity = outcome.identity
         fields = lookup.extra + identity.reply_fields()
-        if self.transport is not None:
-            self.transport.write(self.conn.send(Ok(request_id, identity.user, fields)))
+        self._write(self.conn.send(Ok(request_id, identity.user, fields)))
         self._log(pending, "ok", identity.user, lookup)
-        if self.on_idle is not None:
-            self._maybe_idle()
+        self._maybe_idle()
 
     def _fail(self, pending: _Pending, outcome: mech.Failure) -> None:
         request_id = pending.request.id

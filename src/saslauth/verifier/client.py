@@ -74,11 +74,19 @@ class _Link(asyncio.Protocol):
 
 # Called once per request with the verifier's answer, or the error that stands for it.
 Done = Callable[[Lookup | VerifierError], None]
+# How a password check is asked for: submit(request, done) (VerifierClient.submit is one).
+Submit = Callable[[verifier.VerifyRequest, Done], None]
 
 
-def settle(future: asyncio.Future[Lookup], result: Lookup | VerifierError) -> None:
-    """A :data:`Done` that completes ``future`` (unless it was cancelled meanwhile)."""
-    if future.done():
+def submitted(submit: Submit, request: verifier.VerifyRequest) -> asyncio.Future[Lookup]:
+    """``submit``'s answer as a future, a VerifierError as its exception (for the limiter)."""
+    future: asyncio.Future[Lookup] = asyncio.get_running_loop().create_future()
+    submit(request, partial(_settle, future))
+    return future
+
+
+def _settle(future: asyncio.Future[Lookup], result: Lookup | VerifierError) -> None:
+    if future.done():  # cancelled meanwhile
         return
     if isinstance(result, Lookup):
         future.set_result(result)
@@ -173,9 +181,7 @@ class VerifierClient:
 
     def verify(self, request: verifier.VerifyRequest) -> asyncio.Future[Lookup]:
         """:meth:`submit` with the answer as a future (VerifierError as its exception)."""
-        future: asyncio.Future[Lookup] = asyncio.get_running_loop().create_future()
-        self.submit(request, partial(settle, future))
-        return future
+        return submitted(self.submit, request)
 
     def submit(self, request: verifier.VerifyRequest, done: Done) -> None:
         """Send ``request``; ``done`` is called once, with the answer or a VerifierError.
@@ -192,10 +198,9 @@ class VerifierClient:
         self._pending[seq] = _Entry(done, loop.time() + timeout)
         if self._sweeper is None:
             self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep)
-        queued = self._queued
-        if not queued and self._link is not None:
+        if not self._queued and self._link is not None:
             loop.call_soon(self._flush)
-        queued.append((seq, verifier.encode_request(seq, request)))
+        self._queued.append((seq, verifier.encode_request(seq, request)))
 
     def _flush(self) -> None:
         link = self._link
@@ -237,12 +242,8 @@ class VerifierClient:
 
     def resolve(self, seq: int, lookup: Lookup) -> None:
         entry = self._forget(seq)
-        if entry is None:  # it timed out already
-            return
-        try:  # (_answer, inline: this runs once per request)
-            entry.done(lookup)
-        except Exception:
-            log.exception("bug while handing over a verification result")
+        if entry is not None:  # None: it timed out already
+            _answer(entry.done, lookup)
 
     def _fail(self, seq: int, error: VerifierError) -> None:
         entry = self._forget(seq)
