@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import ClassVar, Protocol
@@ -84,13 +84,15 @@ def apply_fields(lookup: Lookup, request: VerifyRequest) -> Lookup:
     return replace(lookup, user=user, extra=visible)
 
 
-async def _ask(passdb: PassDB, request: VerifyRequest) -> Lookup:
+def _ask(
+    passdb: PassDB, request: VerifyRequest, cache: verifycache.VerifyCache | None
+) -> Awaitable[Lookup]:
     """``passdb.verify_plain``, through the verification cache for drivers that have no stored
-    hash to key it with (those with ``hash_cache = True`` use the cache themselves)."""
-    cache = verifycache.current()
+    hash to key it with (those with ``hash_cache = True`` use the cache themselves).  Returns
+    the driver's own awaitable where it can: no coroutine of its own per request."""
     if cache is None or getattr(passdb, "hash_cache", False):
-        return await passdb.verify_plain(request)
-    return await verifycache.cached_lookup(
+        return passdb.verify_plain(request)
+    return verifycache.cached_lookup(
         cache, passdb.name, request.user, request.password, lambda: passdb.verify_plain(request)
     )
 
@@ -116,10 +118,7 @@ class Chain:
         cache = verifycache.current()
         for passdb in self.passdbs:
             try:
-                if cache is None or getattr(passdb, "hash_cache", False):
-                    lookup = await passdb.verify_plain(request)  # _ask, one coroutine less
-                else:
-                    lookup = await _ask(passdb, request)
+                lookup = await _ask(passdb, request, cache)
             except BackendError as exc:
                 log.error("passdb %s: %s", passdb.name, exc)
                 internal = Lookup(
