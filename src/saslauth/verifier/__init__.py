@@ -194,24 +194,14 @@ class LineReader:
     def feed(self, data: bytes) -> list[bytes]:
         if self._buffer or type(data) is not bytes:
             self._buffer += data
-            if b"\n" not in data:
-                if len(self._buffer) > MAX_LINE:
-                    raise VerifierError("line too long")
-                return []
             data = bytes(self._buffer)
             self._buffer.clear()
-        elif b"\n" not in data:
-            self._buffer += data
-            if len(self._buffer) > MAX_LINE:
-                raise VerifierError("line too long")
-            return []
-        # The usual case, data ending at a line end with nothing buffered, splits the bytes as
-        # they came (no copy into the buffer and out again).
+        # The usual case, whole lines with nothing buffered, splits the bytes as they came.
         lines = data.split(b"\n")
         rest = lines.pop()
-        self._buffer += rest
-        if len(data) > MAX_LINE and (
-            len(rest) > MAX_LINE or any(len(line) > MAX_LINE for line in lines)
+        if len(rest) > MAX_LINE or (
+            len(data) > MAX_LINE and any(len(line) > MAX_LINE for line in lines)
         ):
             raise VerifierError("line too long")
+        self._buffer += rest
         return lines
