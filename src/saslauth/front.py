@@ -28,7 +28,7 @@ from saslauth.config import Config
 from saslauth.limits.limiter import limiter_for
 from saslauth.session import Session, SessionSettings
 from saslauth.usernames import UsernamePolicy
-from saslauth.verifier.client import VerifierClient
+from saslauth.verifier.client import Submit, VerifierClient
 
 log = logging.getLogger("saslauth.front")
 
@@ -135,23 +135,27 @@ class Front:
         task.add_done_callback(self._jobs.discard)
         task.add_done_callback(_log_failure)
 
+    def _load(self, settings_fd: int) -> tuple[Config, SessionSettings]:
+        """The settings the master sent (a memfd), applied to ours; raises if they do not fit."""
+        config = reload.read_settings(settings_fd).apply(self.config)
+        return config, session_settings(config)
+
+    def _adopt(self, config: Config, settings: SessionSettings) -> None:
+        self.config, self.settings = config, settings
+        logging.getLogger().setLevel(config.log_level.upper())
+
     def _restore(self, settings_fd: int) -> None:
         """Settings the master sends with a verifier after a failed reload: its running ones."""
         try:
-            config = reload.read_settings(settings_fd).apply(self.config)
-            self.settings = session_settings(config)
+            self._adopt(*self._load(settings_fd))
         except Exception as exc:
             log.error("cannot apply the running settings: %s", exc)
-            return
-        self.config = config
-        logging.getLogger().setLevel(config.log_level.upper())
 
     async def _reload(self, pid: bytes, settings_fd: int, sock: socket.socket, handed: int) -> None:
         """Take over a new verifier, then greet new connections with the new settings (unless
         the master handed a verifier since: that one's settings hold)."""
         try:
-            config = reload.read_settings(settings_fd).apply(self.config)
-            settings = session_settings(config)  # before the hand-over: it may fail
+            config, settings = self._load(settings_fd)  # before the hand-over: it may fail
         except Exception as exc:  # whatever it is, the running configuration stays
             log.error("reload: cannot apply the new settings: %s", exc)
             sock.close()
@@ -166,8 +170,7 @@ class Front:
             self._tell(b"RELOAD-FAILED " + pid)
             return
         if handed == self._handed:
-            self.config, self.settings = config, settings
-            logging.getLogger().setLevel(config.log_level.upper())
+            self._adopt(config, settings)
         self._tell(b"RELOADED " + pid)
 
     async def run(
@@ -229,7 +232,7 @@ class _ListenerSession(Session):
     def __init__(
         self,
         settings: SessionSettings,
-        submit: Any,
+        submit: Submit,
         cuid: int,
         cookie: str,
         listener: ListenerInfo,
