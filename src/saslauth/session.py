@@ -36,16 +36,15 @@ IDLE_TIMEOUT = 150.0  # Dovecot's MASTER_AUTH_SERVER_TIMEOUT_SECS: a silent requ
 
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
-    mechanisms: dict[str, type[mech.Mechanism]]
+    # Each configured mechanism's exchange() on one shared instance: mechanisms keep their
+    # per-request state in the generator, so one object per name serves every request.
+    exchanges: dict[str, Callable[[AuthRequest], mech.Exchange]]
     usernames: UsernamePolicy
     failure_delay: float = 2.0
     tempfail: Literal["fail", "disconnect"] = "fail"
     spid: int = 0
     mech_lines: list[tuple[str, list[str]]] = field(default_factory=list)
     limiter: Limiter | None = None  # saslauth.limits: penalties and refusals around verify
-    # Each mechanism's exchange() on one shared instance: mechanisms keep their per-request
-    # state in the generator, so one object per name serves every request.
-    exchanges: dict[str, Callable[[AuthRequest], mech.Exchange]] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -60,13 +59,7 @@ class SessionSettings:
         exchanges: dict[str, Callable[[AuthRequest], mech.Exchange]] = {}
         for name, cls_ in chosen.items():
             exchanges[name] = cls_(usernames).exchange
-        return cls(
-            chosen,
-            usernames,
-            mech_lines=lines,
-            exchanges=exchanges,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        return cls(exchanges, usernames, mech_lines=lines, **kwargs)  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)
