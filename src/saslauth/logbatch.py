@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import TextIO
 
 from saslauth import logs
@@ -82,14 +81,11 @@ class LineWriter:
     handler, a handler added later) gets the ordinary call, so no line is ever lost or changed.
     """
 
-    __slots__ = ("_formatter", "_handler", "_level", "_logger", "_render")
+    __slots__ = ("_level", "_logger")
 
     def __init__(self, logger: logging.Logger, level: int = logging.INFO) -> None:
         self._logger = logger
         self._level = level
-        self._handler: logging.Handler | None = None  # the root handler _render was made for
-        self._formatter: logging.Formatter | None = None  # and its formatter then
-        self._render: Callable[[int, str], str] | None = None
 
     def __call__(self, message: str) -> None:
         logger = self._logger
@@ -100,10 +96,7 @@ class LineWriter:
             handler = handlers[0]
             stream = getattr(handler, "stream", None)
             if type(stream) is BatchedStream and handler.level <= self._level:
-                if handler is not self._handler or handler.formatter is not self._formatter:
-                    self._handler, self._formatter = handler, handler.formatter
-                    self._render = logs.renderer(handler)
-                render = self._render
+                render = logs.renderer(handler)
                 if render is not None and not handler.filters:
                     stream.write(render(self._level, message))
                     stream.flush()
