@@ -141,6 +141,17 @@ class ServerConnection:
             self._buffer = bytearray(self._buffer)
         self._buffer += data
 
+    def auth_line(self, data: bytes) -> ClientEvent | None:
+        """``receive_data(data)`` then ``next_event()`` when ``data`` is one whole AUTH line
+        (no CR or NUL, within the length limit) and nothing is buffered: the usual read, parsed
+        without the buffer's bookkeeping.  None, with nothing consumed, for anything else."""
+        if self._buffer or self.handshake is not Handshake.READY or data[:5] != b"AUTH\t":
+            return None
+        end = len(data) - 1
+        if data.find(b"\n") != end or end >= wire.MAX_LINE or 13 in data or 0 in data:
+            return None
+        return self._auth(data[:end])
+
     def next_event(self) -> ClientEvent | None:
         """Parse buffered input until one event results; None when more data is needed."""
         while True:

@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Literal, cast
 
 from saslauth import mechanisms as mech
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
-from saslauth.events import AuthRequest, Cancel, Challenge, Continue, Fail, Fields, Ok, Rejected
+from saslauth.events import (
+    AuthRequest,
+    Cancel,
+    Challenge,
+    ClientEvent,
+    Continue,
+    Fail,
+    Fields,
+    Ok,
+    Rejected,
+)
 from saslauth.logbatch import LineWriter
 from saslauth.logs import kv
 from saslauth.passdb import Lookup, Verdict
@@ -39,6 +49,8 @@ class SessionSettings:
     # Each configured mechanism's exchange() on one shared instance: mechanisms keep their
     # per-request state in the generator, so one object per name serves every request.
     exchanges: dict[str, Callable[[AuthRequest], mech.Exchange]]
+    # The mechanisms that can decide from an initial response alone (mech.Immediate), by name.
+    immediates: dict[str, Callable[[bytes], mech.VerifyPlain | mech.Failure]]
     usernames: UsernamePolicy
     failure_delay: float = 2.0
     tempfail: Literal["fail", "disconnect"] = "fail"
@@ -57,16 +69,24 @@ class SessionSettings:
         chosen = {name: known[name] for name in names}
         lines = [(name, cls_.security.words()) for name, cls_ in chosen.items()]
         exchanges: dict[str, Callable[[AuthRequest], mech.Exchange]] = {}
+        immediates: dict[str, Callable[[bytes], mech.VerifyPlain | mech.Failure]] = {}
         for name, cls_ in chosen.items():
-            exchanges[name] = cls_(usernames).exchange
-        return cls(exchanges, usernames, mech_lines=lines, **kwargs)  # type: ignore[arg-type]
+            mechanism = cls_(usernames)
+            exchanges[name] = mechanism.exchange
+            immediate = getattr(mechanism, "immediate", None)  # a mech.Immediate
+            if immediate is not None:
+                immediates[name] = immediate
+        return cls(exchanges, immediates, usernames, mech_lines=lines, **kwargs)  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)
 class _Pending:
     request: AuthRequest
-    exchange: mech.Exchange
+    # The mechanism's generator; None when it decided at once (mech.Immediate) and only the
+    # password check named by ``identity`` is outstanding.
+    exchange: mech.Exchange | None
     started: float
+    identity: Identity | None = None
     timer: asyncio.TimerHandle | None = None
 
 
@@ -96,20 +116,17 @@ class Session(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
-        conn.receive_data(data)
         try:
+            event = conn.auth_line(data)  # the usual read: one whole AUTH line
+            if event is not None:
+                self._handle(event)
+                return
+            conn.receive_data(data)
             while self.transport is not None:
                 event = conn.next_event()
                 if event is None:
                     return
-                if isinstance(event, AuthRequest):
-                    self._begin(event)
-                elif isinstance(event, Continue):
-                    self._continue(event)
-                elif isinstance(event, Cancel):
-                    self._drop(event.id)
-                else:
-                    self._reject(event)
+                self._handle(event)
         except RemoteProtocolError as exc:
             log.warning("closing connection%s: protocol violation: %s", self._peer_text(), exc)
             self._close()
@@ -121,11 +138,39 @@ class Session(asyncio.Protocol):
         self.closed.set()
 
     # ---- request lifecycle ----------------------------------------------------------------
+    def _handle(self, event: ClientEvent) -> None:
+        if type(event) is AuthRequest:
+            self._begin(event)
+        elif isinstance(event, Continue):
+            self._continue(event)
+        elif isinstance(event, Cancel):
+            self._drop(event.id)
+        else:
+            self._reject(cast(Rejected, event))
+
     def _begin(self, request: AuthRequest) -> None:
-        exchange = self.settings.exchanges[request.mechanism](request)
-        pending = _Pending(request, exchange, time.monotonic())
+        initial = request.initial
+        immediate = None if initial is None else self.settings.immediates.get(request.mechanism)
+        if immediate is None:
+            exchange = self.settings.exchanges[request.mechanism](request)
+            pending = _Pending(request, exchange, time.monotonic())
+            self.pending[request.id] = pending
+            self._step(pending, None)
+            return
+        # The whole exchange in one call, no generator to step (the commonest login).
+        pending = _Pending(request, None, time.monotonic())
         self.pending[request.id] = pending
-        self._step(pending, None)
+        try:
+            check = immediate(cast(bytes, initial))
+        except Exception:
+            log.exception("bug in mechanism %s", request.mechanism)
+            self._fail(pending, mech.Failure(None, Lookup(Verdict.INTERNAL_FAILURE)))
+            return
+        if type(check) is mech.Failure:
+            self._fail(pending, check)
+            return
+        pending.identity = check.identity
+        self._check(pending, cast(mech.VerifyPlain, check))
 
     def _continue(self, event: Continue) -> None:
         pending = self.pending.get(event.id)
@@ -146,7 +191,8 @@ class Session(asyncio.Protocol):
         if pending is not None:
             if pending.timer is not None:
                 pending.timer.cancel()
-            pending.exchange.close()
+            if pending.exchange is not None:
+                pending.exchange.close()
             self._maybe_idle()
 
     def _maybe_idle(self) -> None:
@@ -159,13 +205,9 @@ class Session(asyncio.Protocol):
 
     def _step(self, pending: _Pending, reply: mech.Reply | None) -> None:
         try:
-            effect = pending.exchange.send(reply)  # type: ignore[arg-type]
+            effect = cast(mech.Exchange, pending.exchange).send(reply)  # type: ignore[arg-type]
         except StopIteration as stop:
-            outcome = stop.value
-            if type(outcome) is mech.Success:
-                self._succeed(pending, outcome)
-            else:
-                self._fail(pending, outcome)
+            self._finish(pending, stop.value)
             return
         except Exception:
             log.exception("bug in mechanism %s", pending.request.mechanism)
@@ -176,6 +218,10 @@ class Session(asyncio.Protocol):
             self._write(self.conn.send(Challenge(request_id, effect.data)))
             pending.timer = self._loop.call_later(IDLE_TIMEOUT, self._expire, request_id)
             return
+        self._check(pending, effect)
+
+    def _check(self, pending: _Pending, effect: mech.VerifyPlain) -> None:
+        """Ask the verifier (through the limiter, if any) to check a password."""
         request = pending.request
         verify_request = make_request(
             effect.identity.user,
@@ -199,11 +245,20 @@ class Session(asyncio.Protocol):
     def _verified(self, pending: _Pending, result: Lookup | BaseException) -> None:
         if self.pending.get(pending.request.id) is not pending:
             return  # cancelled, aborted or disconnected meanwhile: never answer
-        if isinstance(result, Lookup):
-            self._step(pending, result)
-        else:
+        if not isinstance(result, Lookup):
             log.error("verification failed: %s", result)
-            self._step(pending, Lookup(Verdict.INTERNAL_FAILURE, log_reason=str(result)))
+            result = Lookup(Verdict.INTERNAL_FAILURE, log_reason=str(result))
+        identity = pending.identity
+        if identity is None:
+            self._step(pending, result)
+        else:  # an immediate mechanism's check: the judgement its exchange would return
+            self._finish(pending, mech.judged(identity, result))
+
+    def _finish(self, pending: _Pending, outcome: mech.Outcome) -> None:
+        if type(outcome) is mech.Success:
+            self._succeed(pending, outcome)
+        else:
+            self._fail(pending, cast(mech.Failure, outcome))
 
     def _succeed(self, pending: _Pending, outcome: mech.Success) -> None:
         request_id = pending.request.id

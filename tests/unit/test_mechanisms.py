@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from saslauth import mechanisms as mech
 from saslauth.events import AuthRequest
@@ -153,3 +155,35 @@ def test_password_must_be_utf8_unless_configured(mechanism: type[Plain] | type[L
     utf8 = "jürgen".encode()
     good = (b"\0alice\0" + utf8, []) if mechanism is Plain else (b"alice", [utf8])
     assert [v.password for v in run(mechanism(POLICY), *good)[1]] == [utf8]
+
+
+@settings(max_examples=400)
+@given(
+    st.lists(
+        st.sampled_from([b"alice", b"Alice", b"bob", b"al ice", b"\xff", b"", b"x" * 300, b"\0"]),
+        min_size=1,
+        max_size=4,
+    ).map(b"\0".join),
+    st.sampled_from([b"secret", b"wrong", b"", b"\xff\xfe"]),
+    st.sampled_from([POLICY, UsernamePolicy(saslprep=True), UsernamePolicy(utf8_passwords=False)]),
+)
+def test_plain_immediate_is_its_exchange(
+    names: bytes, password: bytes, policy: UsernamePolicy
+) -> None:
+    """The session's shortcut (immediate) decides exactly as the generator does."""
+    data = names + b"\0" + password
+    check = Plain(policy).immediate(data)
+    for verdict in (Verdict.OK, Verdict.PASSWORD_MISMATCH):
+        lookup = Lookup(verdict, backend="x")
+        gen = Plain(policy).exchange(AuthRequest(1, "PLAIN", "smtp", data))
+        effect = next(gen, None)  # None: the exchange ended without a password check
+        if effect is None:
+            assert isinstance(check, mech.Failure)
+            with pytest.raises(StopIteration) as stop:
+                next(Plain(policy).exchange(AuthRequest(1, "PLAIN", "smtp", data)))
+            assert stop.value.value == check
+            continue
+        assert check == effect and isinstance(effect, mech.VerifyPlain)
+        with pytest.raises(StopIteration) as stop:
+            gen.send(lookup)
+        assert stop.value.value == mech.judged(effect.identity, lookup)

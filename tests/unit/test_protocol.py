@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -366,3 +368,80 @@ def test_addresses_are_normalised_and_remembered(given: str, normal: str | None)
     for _ in range(2):  # the second time from the memo
         (event,) = feed(ready(), f"AUTH\t1\tPLAIN\tservice=smtp\trip={given}\tlip={given}")
         assert isinstance(event, AuthRequest) and event.rip == normal and event.lip == normal
+
+
+def _outcome(call: Callable[[], object]) -> object:
+    """What a parse gave: its event (compared by value) or the error's type and text."""
+    try:
+        return call()
+    except RemoteProtocolError as exc:
+        return ("closed", str(exc))
+
+
+def _buffered(conn: ServerConnection, data: bytes) -> object:
+    conn.receive_data(data)
+    return conn.next_event()
+
+
+_AUTH_FIELDS = st.sampled_from(
+    [
+        b"service=smtp",
+        b"service=",
+        b"lip=127.0.0.1",
+        b"rip=10.0.0.1",
+        b"rip=::ffff:10.0.0.1",
+        b"rip=unknown",
+        b"lport=25",
+        b"rport=70000",
+        b"secured",
+        b"secured=tls",
+        b"nologin",
+        b"resp",
+        b"resp=",
+        b"resp==",
+        b"resp=" + GOOD.encode(),
+        b"resp=@@",
+        b"x\x01ty=1",
+        b"session=abc\r",
+        b"a=b\x00c",
+        b"",
+    ]
+)
+
+
+@settings(max_examples=500)
+@given(
+    st.sampled_from([b"AUTH", b"AUTHX", b"auth"]),
+    st.sampled_from([b"1", b"7", b"0", b"x", b"4294967296", b"01"]),
+    st.sampled_from([b"PLAIN", b"plain", b"LOGIN", b"CRAM-MD5"]),
+    st.lists(_AUTH_FIELDS, max_size=7),
+    st.sampled_from([b"\n", b"\r\n", b"\n\n", b"\nAUTH\t9\tPLAIN\tservice=smtp\n", b""]),
+    st.booleans(),
+)
+def test_auth_line_is_the_buffered_parse(
+    command: bytes, rid: bytes, mech: bytes, fields: list[bytes], end: bytes, busy: bool
+) -> None:
+    """auth_line(data) gives what receive_data + next_event give, or declines (None) and then
+    has consumed nothing; the request table ends up the same either way."""
+    data = b"\t".join([command, rid, mech, *fields]) + end
+    quick, slow = ready(), ready()
+    for conn in (quick, slow):
+        if busy:  # id 7 is already active
+            feed(conn, "AUTH\t7\tLOGIN\tservice=smtp")
+    taken = _outcome(lambda: quick.auth_line(data))
+    expected = _outcome(lambda: _buffered(slow, data))
+    if taken is None:  # declined: the general path must still see all of it
+        taken = _outcome(lambda: _buffered(quick, data))
+    else:
+        assert b"\n" in data and data.index(b"\n") == len(data) - 1 and b"\r" not in data
+    assert taken == expected
+    assert quick.requests == slow.requests
+
+
+def test_auth_line_declines_with_input_buffered() -> None:
+    conn = ready()
+    conn.receive_data(b"AUTH\t1\tPL")
+    assert conn.auth_line(b"AUTH\t2\tPLAIN\tservice=smtp\n") is None
+    conn.receive_data(b"AIN\tservice=smtp\n")
+    event = conn.next_event()
+    assert isinstance(event, AuthRequest) and event.id == 1

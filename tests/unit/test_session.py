@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -46,12 +47,20 @@ class FakeTransport(asyncio.Transport):
 
 
 class Harness:
-    def __init__(self, delay: float = 0.0, tempfail: str = "fail", outage: bool = False) -> None:
+    def __init__(
+        self,
+        delay: float = 0.0,
+        tempfail: str = "fail",
+        outage: bool = False,
+        immediate: bool = True,
+    ) -> None:
         self.requests: list[VerifyRequest] = []
         self.outage = outage
         settings = SessionSettings.create(
             ["PLAIN", "LOGIN"], UsernamePolicy(), failure_delay=delay, tempfail=tempfail, spid=1
         )
+        if not immediate:  # every mechanism stepped as a generator, PLAIN's shortcut unused
+            settings = dataclasses.replace(settings, immediates={})
         self.session = Session(settings, self.submit, 1, "00" * 16)
         self.transport = FakeTransport()
         self.session.connection_made(self.transport)
@@ -322,5 +331,55 @@ def test_any_line_sequence_never_crashes_or_answers_twice(lines: list[str], dela
                 finals[fields[1]] = finals.get(fields[1], 0) + 1
         for request_id, count in finals.items():
             assert count <= auths.get(request_id, 0), (request_id, lines, replies)
+
+    run(body)
+
+
+# PLAIN initial responses for each way the exchange can end: OK, wrong, unknown, refused name,
+# other authzid, same authzid, upper case, non-UTF-8 password, wrong NUL counts, empty.
+_PLAIN_RESPS = [
+    "AGFsaWNlAHNlY3JldA==",
+    "AGFsaWNlAHdyb25n",
+    "AG5vYm9keQBzZWNyZXQ=",
+    "AGFsaWNlK3RhZwBzZWNyZXQ=",
+    "Ym9iAGFsaWNlAHNlY3JldA==",
+    "YWxpY2UAYWxpY2UAc2VjcmV0",
+    "AEFsaWNlAHNlY3JldA==",
+    "AGFsaWNlAP8=",
+    "AABzZWNyZXQ=",
+    "AGFsaWNlAA==",
+    "AGFsaWNl",
+    "/wD/AHg=",
+    "=",
+    "",
+]
+_PLAIN_LINES = st.builds(
+    lambda i, r: f"AUTH\t{i}\tPLAIN\tservice=smtp\tresp={r}",
+    st.integers(1, 3),
+    st.sampled_from(_PLAIN_RESPS),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(_PLAIN_LINES, _LINES), max_size=10), st.booleans(), st.booleans())
+def test_plain_shortcut_answers_as_the_generator(
+    lines: list[str], delay: bool, outage: bool
+) -> None:
+    """PLAIN with an initial response skips the generator (mech.Immediate); the wire, the
+    password checks asked for and the connection's fate are the same as without the shortcut."""
+
+    async def transcript(immediate: bool) -> tuple[list[str], list[VerifyRequest], bool]:
+        h = Harness(delay=0.01 if delay else 0.0, outage=outage, immediate=immediate)
+        await _connected(h)
+        replies: list[str] = []
+        for line in lines:
+            if h.transport.closed:
+                break
+            replies += await h.send(line, wait=0)
+        await asyncio.sleep(0.03)
+        return replies + h.transport.lines(), h.requests, h.transport.closed
+
+    async def body() -> None:
+        assert await transcript(True) == await transcript(False)
 
     run(body)

@@ -96,10 +96,10 @@ def challenge(data: bytes) -> Generator[Effect, Reply, bytes]:
     return cast(ClientResponse, reply).data  # the session answers a Challenge with one
 
 
-def verify_password(
+def password_check(
     usernames: UsernamePolicy, identity: Identity, password: bytes
-) -> Generator[Effect, Reply, Outcome]:
-    """A client's password, checked by the passdb unless the policy refuses it first.
+) -> VerifyPlain | Failure:
+    """The effect that checks a client's password, unless the policy refuses it first.
 
     A password that is not UTF-8 (or that SASLprep, when on, prohibits) fails like a wrong one,
     with ``user=``, before any backend sees it (:meth:`UsernamePolicy.prepare_password`).
@@ -107,8 +107,23 @@ def verify_password(
     prepared = usernames.prepare_password(password)
     if prepared is None:
         return Failure(identity)
-    lookup = cast(Lookup, (yield VerifyPlain(identity, prepared)))  # the session's answer
-    return judged(identity, lookup)
+    return VerifyPlain(identity, prepared)
+
+
+def verify_password(
+    usernames: UsernamePolicy, identity: Identity, password: bytes
+) -> Generator[Effect, Reply, Outcome]:
+    """:func:`password_check` in an exchange: yields the check, returns its judgement."""
+    check = password_check(usernames, identity, password)
+    if type(check) is Failure:
+        return check
+    return (yield from verified(cast(VerifyPlain, check)))
+
+
+def verified(check: VerifyPlain) -> Generator[Effect, Reply, Outcome]:
+    """Yield a password check; return the outcome of the session's answer (a Lookup)."""
+    lookup = cast(Lookup, (yield check))
+    return judged(check.identity, lookup)
 
 
 def judged(identity: Identity, lookup: Lookup) -> Outcome:
@@ -128,6 +143,17 @@ class Mechanism(Protocol):
     def __init__(self, usernames: UsernamePolicy) -> None: ...
 
     def exchange(self, request: AuthRequest) -> Exchange: ...
+
+
+class Immediate(Protocol):
+    """A mechanism that may decide from the initial response alone, with no challenge.
+
+    ``immediate(data)`` is what ``exchange`` does when the request's initial response is
+    ``data``, as one call: the password check to make, or the failure.  The session uses it
+    instead of stepping a generator for the commonest login (PLAIN with an initial response).
+    """
+
+    def immediate(self, data: bytes) -> VerifyPlain | Failure: ...
 
 
 def registry() -> dict[str, type[Mechanism]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, final
+from typing import ClassVar, cast, final
 
 from saslauth import wire
 from saslauth.events import AuthRequest
@@ -11,8 +11,10 @@ from saslauth.mechanisms import (
     Failure,
     PassdbNeed,
     SecurityFlags,
+    VerifyPlain,
     challenge,
-    verify_password,
+    password_check,
+    verified,
 )
 from saslauth.usernames import UsernamePolicy
 
@@ -30,6 +32,13 @@ class Plain:
         data = request.initial
         if data is None:  # no initial response: an empty challenge asks for it
             data = yield from challenge(b"")
+        check = self.immediate(data)
+        if type(check) is Failure:
+            return check
+        return (yield from verified(cast(VerifyPlain, check)))
+
+    def immediate(self, data: bytes) -> VerifyPlain | Failure:
+        """The password check for the client's message ``data``, or why there is none."""
         parts = data.split(b"\x00")
         if len(parts) != 3:  # exactly two NULs, or it is "invalid input" (no user= in FAIL)
             return Failure(None)
@@ -40,4 +49,4 @@ class Plain:
         if authzid and authzid != authcid:
             # A different authzid is a master-user login; there are no master passdbs (yet).
             return Failure(identity)
-        return (yield from verify_password(self._usernames, identity, password))
+        return password_check(self._usernames, identity, password)
