@@ -90,21 +90,30 @@ def _journal_renderer(process: str) -> Callable[[int, str], str]:
     return render
 
 
+_MILLIS = [f",{millis:03d}" for millis in range(1000)]
+
+
 def _plain_renderer(process: str) -> Callable[[int, str], str]:
     """``%(asctime)s %(levelname)s {process}[%(process)d]: %(message)s`` as logging renders it:
     local time to the second (formatted once per second here), then ``,`` and milliseconds."""
     second = -1
     stamp = ""
+    pid = -1
+    heads: dict[int, str] = {}  # level -> " LEVEL process[pid]: ", for the pid in ``pid``
 
     def render(level: int, message: str) -> str:
-        nonlocal second, stamp
+        nonlocal second, stamp, pid
         now = time.time()
         whole = int(now)
         if whole != second:
             second, stamp = whole, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-        millis = int((now - whole) * 1000)
-        name = _LEVEL_NAMES[level]
-        return f"{stamp},{millis:03d} {name} {process}[{_pid}]: {message}\n"
+        if pid != _pid:  # first use, or a fork since
+            pid = _pid
+            heads.clear()
+        head = heads.get(level)
+        if head is None:
+            head = heads[level] = f" {_LEVEL_NAMES[level]} {process}[{pid}]: "
+        return f"{stamp}{_MILLIS[int((now - whole) * 1000)]}{head}{message}\n"
 
     return render
 

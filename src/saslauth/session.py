@@ -314,24 +314,50 @@ class Session(asyncio.Protocol):
         if not log.isEnabledFor(logging.INFO):
             return
         request = pending.request
-        if lookup is None:
-            outcome = "verdict=invalid_input backend=-"
-        else:
-            backend = kv(lookup.backend) if lookup.backend else "-"
-            outcome = f"verdict={lookup.verdict.value} backend={backend}"
-            if lookup.cache:
-                outcome += f" cache={lookup.cache}"
-            if lookup.log_reason:
-                outcome += f" reason={kv(lookup.log_reason)}"
-            if lookup.limited:
-                outcome += f" limited={lookup.limited}"
         _auth_line(
             f"auth: result={result} user={kv(user) if user is not None else '-'}"
-            f" mech={request.mechanism} service={kv(request.service) or '-'}"
+            f" mech={request.mechanism} service={_service_text(request.service)}"
             f" rip={request.rip or '-'} lip={request.lip or '-'}"
-            f" secured={'yes' if request.secured else 'no'} {outcome}"
+            f" secured={'yes' if request.secured else 'no'} {_outcome_text(lookup)}"
             f" latency_ms={(time.monotonic() - pending.started) * 1000:.1f}"
         )
+
+
+# The log line's parts that repeat: per service name, and per Lookup (the verifier client shares
+# one Lookup among equal replies, and Lookups are immutable: the same object, the same text).
+_SERVICES: dict[str, str] = {}
+_OUTCOMES: dict[int, tuple[Lookup | None, str]] = {}
+_MEMO_LIMIT = 1024
+
+
+def _service_text(service: str) -> str:
+    text = _SERVICES.get(service)
+    if text is None:
+        if len(_SERVICES) >= _MEMO_LIMIT:
+            _SERVICES.clear()
+        text = _SERVICES[service] = kv(service) or "-"
+    return text
+
+
+def _outcome_text(lookup: Lookup | None) -> str:
+    known = _OUTCOMES.get(id(lookup))
+    if known is not None and known[0] is lookup:
+        return known[1]
+    if lookup is None:
+        text = "verdict=invalid_input backend=-"
+    else:
+        backend = kv(lookup.backend) if lookup.backend else "-"
+        text = f"verdict={lookup.verdict.value} backend={backend}"
+        if lookup.cache:
+            text += f" cache={lookup.cache}"
+        if lookup.log_reason:
+            text += f" reason={kv(lookup.log_reason)}"
+        if lookup.limited:
+            text += f" limited={lookup.limited}"
+    if len(_OUTCOMES) >= _MEMO_LIMIT:
+        _OUTCOMES.clear()
+    _OUTCOMES[id(lookup)] = (lookup, text)  # kept alive with its text: its id stays its own
+    return text
 
 
 def _fail_fields(identity: Identity | None, lookup: Lookup | None, *, temporary: bool) -> Fields:

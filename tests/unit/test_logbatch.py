@@ -96,6 +96,12 @@ def test_line_writer_writes_exactly_what_logging_would(
             tail = f",250 INFO front[{os.getpid()}]: auth: result=ok user=alice\n"
             assert lines[0].endswith(tail)
             assert ",999 INFO" in lines[2]
+            monkeypatch.setattr(logs, "_pid", 4242)  # as after a fork: the new pid, at once
+            writer("forked")
+            logbatch.drain(streams)
+            assert target.getvalue().endswith(",999 INFO front[4242]: forked\n")
+            target.seek(0)
+            target.truncate()
 
         # Any other logging set-up (a capture handler, a level, a formatter) takes the
         # ordinary route.

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from saslauth.logs import kv
 from saslauth.passdb import Lookup, Verdict
 from saslauth.session import Session, SessionSettings
 from saslauth.usernames import UsernamePolicy
@@ -383,3 +384,39 @@ def test_plain_shortcut_answers_as_the_generator(
         assert await transcript(True) == await transcript(False)
 
     run(body)
+
+
+_LOOKUPS = st.tuples(
+    st.sampled_from(list(Verdict)),
+    st.sampled_from(["", "passwd-file", "my db"]),
+    st.sampled_from([None, "", "account locked", 'say "no"']),
+    st.sampled_from([None, "delay:1.50s:network"]),
+    st.sampled_from(["", "hit", "miss"]),
+).map(lambda t: Lookup(t[0], backend=t[1], log_reason=t[2], limited=t[3], cache=t[4]))
+
+
+@settings(max_examples=200)
+@given(st.lists(st.one_of(st.none(), _LOOKUPS), max_size=6))
+def test_log_outcome_text_is_remembered_per_lookup(lookups: list[Lookup | None]) -> None:
+    """The auth line's verdict part is worked out once per Lookup object; fresh and repeated
+    Lookups (and None: invalid input) read as the rule says, also after the memo filled up."""
+    from saslauth import session
+
+    def expected(lookup: Lookup | None) -> str:
+        if lookup is None:
+            return "verdict=invalid_input backend=-"
+        backend = kv(lookup.backend) if lookup.backend else "-"
+        text = f"verdict={lookup.verdict.value} backend={backend}"
+        text += f" cache={lookup.cache}" if lookup.cache else ""
+        text += f" reason={kv(lookup.log_reason)}" if lookup.log_reason else ""
+        return text + (f" limited={lookup.limited}" if lookup.limited else "")
+
+    for lookup in lookups + lookups:
+        assert session._outcome_text(lookup) == expected(lookup)
+    for index in range(session._MEMO_LIMIT + 1):  # overflow: the memory starts over
+        session._service_text(f"s{index}")
+        session._outcome_text(Lookup(Verdict.OK, backend=f"b{index}"))
+    assert session._service_text("smtp") == "smtp" and session._service_text("a b") == '"a b"'
+    assert session._service_text("") == '""'  # service= (empty) as kv() quotes it
+    for lookup in lookups:
+        assert session._outcome_text(lookup) == expected(lookup)
