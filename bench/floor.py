@@ -14,16 +14,32 @@ a server to use.  Drive it with authbench as bench/run.py does, e.g.
 where CREDS has lines ``userN:pwN`` for N in 0..999.
 """
 
+# ruff: noqa: E402
 from __future__ import annotations
 
 import argparse
 import asyncio
 import binascii
 import hmac
+import logging
 import os
 import socket
+import sys
+import time
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1] / "src")
 
 import uvloop
+
+from saslauth import logs, wire
+from saslauth.protocol import _ip
+from saslauth.usernames import DEFAULT_ALLOWED_CHARS
+
+# --with: the real front's per-request work added back, to price it (see README).
+CHECKS = LOG = False
+ALLOWED = frozenset(DEFAULT_ALLOWED_CHARS)
+DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - where --with log writes, for the whole run
 
 USERS = {f"user{i}".encode(): f"pw{i}".encode() for i in range(1000)}
 GREETING = b"VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nSPID\t1\nCUID\t1\nCOOKIE\t%s\nDONE\n" % (
@@ -83,6 +99,27 @@ async def front(listener: socket.socket, link_sock: socket.socket, seconds: floa
                     client.write(b"OK\t" + rid + b"\tuser=" + user + b"\n")
                 else:
                     client.write(b"FAIL\t" + rid + b"\n")
+                if LOG:  # the auth: line, rendered as saslauth renders it, one write per turn
+                    latency = (time.monotonic() - started.pop(seq)) * 1000
+                    if not log_lines:
+                        loop.call_soon(write_log)
+                    log_lines.append(
+                        render(
+                            logging.INFO,
+                            f"auth: result={'ok' if ok == b'1' else 'fail'} user={user.decode()}"
+                            f" mech=PLAIN service=smtp rip={addresses[0]} lip={addresses[1]}"
+                            f" secured=no verdict=ok backend=passwd-file latency_ms={latency:.1f}",
+                        )
+                    )
+
+    started: dict[bytes, float] = {}
+    log_lines: list[str] = []
+    render = logs._plain_renderer("front")
+    addresses = ["-", "-"]  # the last request's rip and lip (a measuring stick: close enough)
+
+    def write_log() -> None:
+        DEVNULL.write("".join(log_lines))
+        log_lines.clear()
 
     _, link = await loop.connect_accepted_socket(Link, link_sock)
 
@@ -101,12 +138,30 @@ async def front(listener: socket.socket, link_sock: socket.socket, seconds: floa
                 if not line.startswith(b"AUTH\t"):
                     continue
                 fields = line.split(b"\t")
+                if CHECKS:  # what the real front checks: every parameter, names, addresses
+                    params = {}
+                    for field in fields[3:-1]:
+                        name, _, value = field.partition(b"=")
+                        params[name] = value
+                    if b"service" not in params or not fields[1].isdigit():
+                        continue
+                    addresses[0] = _ip(params.get(b"rip")) or "-"
+                    addresses[1] = _ip(params.get(b"lip")) or "-"
                 resp = next(f[5:] for f in fields[3:] if f.startswith(b"resp="))
                 _, user, password = binascii.a2b_base64(resp, strict_mode=True).split(b"\0")
+                if CHECKS:
+                    name = user.decode("utf-8", "surrogateescape")
+                    if not (0 < len(name) <= 255 and ALLOWED.issuperset(name)):
+                        continue
+                    user = name.lower().encode()
+                    password.decode("utf-8")
+                    password = wire.escape(password)
                 counter[0] += 1
                 seq = b"%d" % counter[0]
                 assert self.transport is not None
                 waiting[seq] = (self.transport, fields[1], user)
+                if LOG:
+                    started[seq] = time.monotonic()
                 if not queue:
                     loop.call_soon(flush)
                 queue.append(seq + b"\t" + user + b"\t" + password + b"\n")
@@ -120,7 +175,16 @@ def main() -> None:
     p.add_argument("socket")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--fronts", type=int, default=1)
+    p.add_argument(
+        "--with",
+        dest="extras",
+        default="",
+        help="comma-separated: checks (parameters, addresses, names, escaping), log (auth line)",
+    )
     args = p.parse_args()
+    global CHECKS, LOG
+    extras = set(filter(None, args.extras.split(",")))
+    CHECKS, LOG = "checks" in extras, "log" in extras
     if os.path.exists(args.socket):
         os.unlink(args.socket)
     listener = socket.socket(socket.AF_UNIX)
