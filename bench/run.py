@@ -680,7 +680,7 @@ def run_case(
         if cache_on(case, args):
             extra += f"cache:\n  ttl: 5m\n  negative_ttl: 30s\n  size: {max(args.users, 1000)}\n"
         config = write_config(workdir, passwd, failure_delay="0", extra=extra)
-        daemon = start_saslauth(config, workdir / "auth")
+        daemon = start_saslauth(config, workdir / "auth", python=args.python)
         stack.callback(daemon.stop)
         daemon.wait_children()
         sockets = {"dovecot": dovecot.address, "saslauth": daemon.address}
@@ -821,7 +821,8 @@ def format_case(res: CaseResult, args: argparse.Namespace) -> str:
             else ""
         ),
         f"   saslauth: verification cache {'on' if cache_on(CASES[res.case], args) else 'off'}, "
-        f"event_loop {args.event_loop}, fronts {args.fronts}; dovecot: "
+        f"event_loop {args.event_loop}, fronts {args.fronts}, Python {args.python_version}; "
+        "dovecot: "
         + (
             f"default settings except {', '.join(res.dovecot_conf)} (default 1000: too few for "
             f"the idle connections)"
@@ -898,7 +899,7 @@ def format_summary(results: list[CaseResult]) -> str:
     return "\n".join(lines)
 
 
-def environment(binary: Path, src: Path) -> dict[str, Any]:
+def environment(binary: Path, src: Path, args: argparse.Namespace) -> dict[str, Any]:
     def out(cmd: list[str]) -> str:
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
@@ -909,6 +910,7 @@ def environment(binary: Path, src: Path) -> dict[str, Any]:
     return {
         "dovecot": out(["dovecot", "--version"]),
         "python": sys.version.split()[0],
+        "saslauth_python": f"{args.python} ({args.python_version})",
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "loadavg_start": list(os.getloadavg()),
@@ -987,6 +989,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="saslauth fronts: front processes (auto: one per CPU core, as saslauth's default)",
     )
     p.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter saslauth runs on (default: this one); it needs saslauth's "
+        "dependencies, e.g. a virtualenv of Debian's /usr/bin/python3",
+    )
+    p.add_argument(
         "--verifier-threads",
         type=int,
         default=None,
@@ -1035,6 +1043,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             p.error(f"--{name} must be at least 1")
     if args.seconds <= 0 or args.warmup < 0:
         p.error("--seconds must be > 0 and --warmup >= 0")
+    try:
+        args.python_version = subprocess.run(
+            [args.python, "-c", "import platform, saslauth; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        p.error(f"--python {args.python}: cannot run it, or it cannot import saslauth")
     return args
 
 
@@ -1058,7 +1076,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         src = find_authbench_src(args.authbench_src)
         if build_authbench(src, args.authbench):
             say(f"compiled {src} -> {args.authbench}")
-        env = environment(args.authbench, src)
+        env = environment(args.authbench, src, args)
         workroot = public_dir("saslbench-")
         try:
             for case in args.case_list:
@@ -1074,7 +1092,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = [
         f"saslauth vs Dovecot auth benchmark, {started:%Y-%m-%d %H:%M:%S} UTC; "
-        f"{env['dovecot'] and 'Dovecot ' + env['dovecot']}, Python {env['python']}, "
+        f"{env['dovecot'] and 'Dovecot ' + env['dovecot']}, saslauth on Python "
+        f"{args.python_version} ({args.python}), "
         f"{env['cpus']} CPU(s), load average at start {env['loadavg_start'][0]:.2f}",
         "",
     ]
