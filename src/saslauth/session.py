@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Literal, cast
 
+from saslauth import authlog
 from saslauth import mechanisms as mech
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
 from saslauth.events import (
@@ -27,8 +28,6 @@ from saslauth.events import (
     Ok,
     Rejected,
 )
-from saslauth.logbatch import LineWriter
-from saslauth.logs import kv
 from saslauth.passdb import Lookup, Verdict
 from saslauth.protocol import ServerConnection
 from saslauth.usernames import Identity, UsernamePolicy
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
     from saslauth.limits.limiter import Limiter
 
 log = logging.getLogger("saslauth.auth")
-_auth_line = LineWriter(log)  # the per-attempt line, without a LogRecord when it can
 
 IDLE_TIMEOUT = 150.0  # Dovecot's MASTER_AUTH_SERVER_TIMEOUT_SECS: a silent request is dropped
 
@@ -267,7 +265,7 @@ class Session(asyncio.Protocol):
         identity = outcome.identity
         fields = lookup.extra + identity.reply_fields()
         self._write(self.conn.send(Ok(request_id, identity.user, fields)))
-        self._log(pending, "ok", identity.user, lookup)
+        authlog.write("ok", identity.user, pending.request, pending.started, lookup)
         self._maybe_idle()
 
     def _fail(self, pending: _Pending, outcome: mech.Failure) -> None:
@@ -276,7 +274,8 @@ class Session(asyncio.Protocol):
         temporary = lookup is not None and lookup.verdict is Verdict.INTERNAL_FAILURE
         identity = outcome.identity
         user = identity.user if identity is not None else None
-        self._log(pending, "tempfail" if temporary else "fail", user, lookup)
+        result = "tempfail" if temporary else "fail"
+        authlog.write(result, user, pending.request, pending.started, lookup)
         if temporary and self.settings.tempfail == "disconnect":
             # Postfix answers 454 (temporary) only when the connection is lost mid-request.
             self._close()
@@ -309,55 +308,6 @@ class Session(asyncio.Protocol):
 
     def _peer_text(self) -> str:
         return f" from {self.peer}" if self.peer else ""
-
-    def _log(self, pending: _Pending, result: str, user: str | None, lookup: Lookup | None) -> None:
-        if not log.isEnabledFor(logging.INFO):
-            return
-        request = pending.request
-        _auth_line(
-            f"auth: result={result} user={kv(user) if user is not None else '-'}"
-            f" mech={request.mechanism} service={_service_text(request.service)}"
-            f" rip={request.rip or '-'} lip={request.lip or '-'}"
-            f" secured={'yes' if request.secured else 'no'} {_outcome_text(lookup)}"
-            f" latency_ms={(time.monotonic() - pending.started) * 1000:.1f}"
-        )
-
-
-# The log line's parts that repeat: per service name, and per Lookup (the verifier client shares
-# one Lookup among equal replies, and Lookups are immutable: the same object, the same text).
-_SERVICES: dict[str, str] = {}
-_OUTCOMES: dict[int, tuple[Lookup | None, str]] = {}
-_MEMO_LIMIT = 1024
-
-
-def _service_text(service: str) -> str:
-    text = _SERVICES.get(service)
-    if text is None:
-        if len(_SERVICES) >= _MEMO_LIMIT:
-            _SERVICES.clear()
-        text = _SERVICES[service] = kv(service) or "-"
-    return text
-
-
-def _outcome_text(lookup: Lookup | None) -> str:
-    known = _OUTCOMES.get(id(lookup))
-    if known is not None and known[0] is lookup:
-        return known[1]
-    if lookup is None:
-        text = "verdict=invalid_input backend=-"
-    else:
-        backend = kv(lookup.backend) if lookup.backend else "-"
-        text = f"verdict={lookup.verdict.value} backend={backend}"
-        if lookup.cache:
-            text += f" cache={lookup.cache}"
-        if lookup.log_reason:
-            text += f" reason={kv(lookup.log_reason)}"
-        if lookup.limited:
-            text += f" limited={lookup.limited}"
-    if len(_OUTCOMES) >= _MEMO_LIMIT:
-        _OUTCOMES.clear()
-    _OUTCOMES[id(lookup)] = (lookup, text)  # kept alive with its text: its id stays its own
-    return text
 
 
 def _fail_fields(identity: Identity | None, lookup: Lookup | None, *, temporary: bool) -> Fields:

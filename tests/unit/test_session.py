@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -400,7 +400,7 @@ _LOOKUPS = st.tuples(
 def test_log_outcome_text_is_remembered_per_lookup(lookups: list[Lookup | None]) -> None:
     """The auth line's verdict part is worked out once per Lookup object; fresh and repeated
     Lookups (and None: invalid input) read as the rule says, also after the memo filled up."""
-    from saslauth import session
+    from saslauth import authlog
 
     def expected(lookup: Lookup | None) -> str:
         if lookup is None:
@@ -412,11 +412,50 @@ def test_log_outcome_text_is_remembered_per_lookup(lookups: list[Lookup | None])
         return text + (f" limited={lookup.limited}" if lookup.limited else "")
 
     for lookup in lookups + lookups:
-        assert session._outcome_text(lookup) == expected(lookup)
-    for index in range(session._MEMO_LIMIT + 1):  # overflow: the memory starts over
-        session._service_text(f"s{index}")
-        session._outcome_text(Lookup(Verdict.OK, backend=f"b{index}"))
-    assert session._service_text("smtp") == "smtp" and session._service_text("a b") == '"a b"'
-    assert session._service_text("") == '""'  # service= (empty) as kv() quotes it
+        assert authlog.outcome_text(lookup) == expected(lookup)
+    for index in range(authlog.MEMO_LIMIT + 1):  # overflow: the memory starts over
+        authlog.service_text(f"s{index}")
+        authlog.outcome_text(Lookup(Verdict.OK, backend=f"b{index}"))
+    assert authlog.service_text("smtp") == "smtp" and authlog.service_text("a b") == '"a b"'
+    assert authlog.service_text("") == '""'  # service= (empty) as kv() quotes it
     for lookup in lookups:
-        assert session._outcome_text(lookup) == expected(lookup)
+        assert authlog.outcome_text(lookup) == expected(lookup)
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "line"),
+    [
+        ("immediate", f"AUTH\t1\tPLAIN\tservice=smtp\tresp={GOOD}"),  # the one-call shortcut
+        ("exchange", "AUTH\t1\tLOGIN\tservice=smtp"),  # a stepped generator
+    ],
+)
+def test_a_bug_in_a_mechanism_is_a_temporary_failure(
+    monkeypatch: pytest.MonkeyPatch, mechanism: str, line: str
+) -> None:
+    """A mechanism that raises answers its own request with a temporary failure; the
+    connection and its other requests go on."""
+    from saslauth.mechanisms.login import Login
+    from saslauth.mechanisms.plain import Plain
+
+    def broken(*args: object) -> object:
+        raise RuntimeError("bug")
+
+    def broken_exchange(*args: object) -> Iterator[object]:  # raises when first stepped
+        yield from broken()  # type: ignore[misc]
+
+    if mechanism == "immediate":
+        monkeypatch.setattr(Plain, "immediate", broken)
+    else:
+        monkeypatch.setattr(Login, "exchange", broken_exchange)
+
+    async def body() -> None:
+        h = Harness()
+        await _connected(h)
+        assert await h.send(line) == ["FAIL\t1\tcode=temp_fail"]
+        assert not h.transport.closed and not h.session.pending
+        if mechanism == "exchange":
+            assert await h.send(f"AUTH\t2\tPLAIN\tservice=smtp\tresp={GOOD}") == [
+                "OK\t2\tuser=alice"
+            ]
+
+    run(body)
