@@ -1,7 +1,9 @@
 """One client connection: drives the protocol state machine and one mechanism per request.
 
 This is the single place that maps outcomes and exceptions to wire lines.  No task per
-request: mechanisms are generators resumed from callbacks (verifier futures, timers).
+request: mechanisms are generators resumed from callbacks (verifier answers, timers), except
+that one that can decide from an initial response alone (PLAIN: ``mech.Immediate``) is asked in
+one call, with no generator to step.
 """
 
 from __future__ import annotations
