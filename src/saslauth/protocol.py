@@ -74,10 +74,9 @@ def _ip(value: bytes | None) -> str | None:
     ignored, as in Dovecot.  Memoised: a server sees the same few ``lip`` and ``rip`` values."""
     if not value:
         return None
-    try:
-        return _IP_CACHE[value]
-    except KeyError:
-        pass
+    known = _IP_CACHE.get(value, "")  # "" is never remembered: a normal form is not empty
+    if known != "":
+        return known
     try:
         address = _normal_address(value.decode("ascii"))
     except UnicodeDecodeError:
@@ -246,8 +245,8 @@ class ServerConnection:
             mechanism,
             wire.decode_text(service),
             initial,
-            _IP_CACHE[lip] if lip in _IP_CACHE else _ip(lip),
-            _IP_CACHE[rip] if rip in _IP_CACHE else _ip(rip),
+            _ip(lip),
+            _ip(rip),
             _port(params.get(b"lport")),
             _port(params.get(b"rport")),
             b"secured" in flags or b"secured" in params,
