@@ -99,6 +99,19 @@ async def _connected(h: Harness, minor: int = 0) -> None:
     assert await h.send(f"VERSION\t1\t{minor}", "CPID\t4242") == []
 
 
+async def _play(h: Harness, lines: list[str], settle: float) -> list[str]:
+    """Connect, send ``lines`` one read each until the session closes, wait ``settle``
+    seconds for delayed answers; every line the client got."""
+    await _connected(h)
+    replies: list[str] = []
+    for line in lines:
+        if h.transport.closed:
+            break
+        replies += await h.send(line, wait=0)
+    await asyncio.sleep(settle)
+    return replies + h.transport.lines()
+
+
 def test_transcripts_success_paths() -> None:
     async def body() -> None:
         h = Harness()
@@ -311,14 +324,7 @@ def test_any_line_sequence_never_crashes_or_answers_twice(lines: list[str], dela
 
     async def body() -> None:
         h = Harness(delay=0.05 if delay else 0.0)
-        await _connected(h)
-        replies: list[str] = []
-        for line in lines:
-            if h.transport.closed:
-                break
-            replies += await h.send(line, wait=0)
-        await asyncio.sleep(0.1)
-        replies += h.transport.lines()
+        replies = await _play(h, lines, settle=0.1)
         auths: dict[str, int] = {}
         for line in lines:
             fields = line.split("\t")
@@ -371,14 +377,7 @@ def test_plain_shortcut_answers_as_the_generator(
 
     async def transcript(immediate: bool) -> tuple[list[str], list[VerifyRequest], bool]:
         h = Harness(delay=0.01 if delay else 0.0, outage=outage, immediate=immediate)
-        await _connected(h)
-        replies: list[str] = []
-        for line in lines:
-            if h.transport.closed:
-                break
-            replies += await h.send(line, wait=0)
-        await asyncio.sleep(0.03)
-        return replies + h.transport.lines(), h.requests, h.transport.closed
+        return await _play(h, lines, settle=0.03), h.requests, h.transport.closed
 
     async def body() -> None:
         assert await transcript(True) == await transcript(False)
