@@ -13,7 +13,6 @@ import contextlib
 import ipaddress
 import logging
 import os
-import resource
 import secrets
 import signal
 import socket
@@ -25,9 +24,13 @@ from typing import Any
 from saslauth import hardening, logbatch, logs, loops, reload
 from saslauth.accept import Acceptor, Balance, Shares
 from saslauth.config import Config
-from saslauth.limits.limiter import limiter_for
+from saslauth.frontprep import (
+    check_unprivileged,
+    lean_logging,
+    raise_nofile_limit,
+    session_settings,
+)
 from saslauth.session import Session, SessionSettings
-from saslauth.usernames import UsernamePolicy
 from saslauth.verifier.client import Submit, VerifierClient
 
 log = logging.getLogger("saslauth.front")
@@ -259,51 +262,6 @@ class _ListenerSession(Session):
             self.on_close(self)
 
 
-def session_settings(config: Config) -> SessionSettings:
-    usernames = config.username
-    policy = UsernamePolicy(
-        lowercase=usernames.lowercase,
-        allowed_chars=frozenset(usernames.allowed_chars),
-        default_domain=usernames.default_domain,
-        max_length=usernames.max_length,
-        saslprep=usernames.saslprep,
-        utf8_passwords=usernames.utf8_passwords,
-    )
-    return SessionSettings.create(
-        config.mechanisms,
-        policy,
-        failure_delay=config.failure_delay,
-        tempfail=config.tempfail,
-        spid=os.getpid(),
-        limiter=limiter_for(config.limits, config.failure_delay),
-    )
-
-
-def preload(config: Config) -> None:
-    """Import now what the front would otherwise import lazily after dropping privileges.
-
-    An unprivileged front may be unable to read the installation (a virtualenv under /root),
-    so every module it needs, codecs included, must be loaded while it can still read them.
-    """
-    import encodings.ascii
-    import encodings.latin_1
-    import encodings.utf_8  # noqa: F401
-
-    session_settings(config)
-    loops.loop_factory(config.event_loop)  # imports uvloop, if it is to be used
-
-
-def check_unprivileged() -> None:
-    """Refuse to serve if this process is, or could become again, root."""
-    if os.getuid() == 0 or os.geteuid() == 0 or 0 in os.getresuid():
-        raise SystemExit("front: still root after the privilege drop; refusing to run")
-    try:
-        os.setuid(0)
-    except PermissionError:
-        return
-    raise SystemExit("front: could regain root; refusing to run")
-
-
 def run_front(
     config: Config,
     listeners: list[tuple[socket.socket, ListenerInfo]],
@@ -329,19 +287,3 @@ def run_front(
     finally:
         logbatch.drain(streams)
     return 0
-
-
-def lean_logging() -> None:
-    """Skip what our log format never shows: the caller's source line (a stack walk per
-    record, see the logging docs' "Optimization"), thread and multiprocessing names."""
-    logging._srcfile = None
-    logging.logThreads = False
-    logging.logMultiprocessing = False
-
-
-def raise_nofile_limit() -> None:
-    """Raise the soft RLIMIT_NOFILE to the hard limit: one descriptor per client connection."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

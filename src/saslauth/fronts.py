@@ -90,7 +90,8 @@ class Fronts:
         who: Account | None,
     ) -> None:
         """Fork every front; closes the verifier sockets and the master's listener copies."""
-        from saslauth.front import preload, run_front
+        from saslauth.front import run_front
+        from saslauth.frontprep import preload
 
         preload(config)  # before the privilege drop: later imports may be refused
         socks = [sock for sock, _ in listeners]
