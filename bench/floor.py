@@ -33,7 +33,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1] / "src")
 import uvloop
 
 from saslauth import logs, wire
-from saslauth.protocol import _ip
+from saslauth.fieldvalues import address as _ip
 from saslauth.usernames import DEFAULT_ALLOWED_CHARS
 
 # --with: the real front's per-request work added back, to price it (see README).

@@ -18,8 +18,6 @@ Rules, all from Dovecot 2.3 (``dovecot-auth-protocol.md`` sections 1-3):
 from __future__ import annotations
 
 import enum
-import ipaddress
-import socket
 from collections.abc import Iterable
 
 from saslauth import wire
@@ -34,9 +32,9 @@ from saslauth.events import (
     Rejected,
     ServerEvent,
 )
+from saslauth.fieldvalues import address, port, uint32
 
 SERVER_VERSION = (1, 2)  # what Dovecot 2.3 announces
-MAX_ID = 2**32 - 1
 
 REASON_TIMED_OUT = "Authentication request timed out"
 REASON_UNEXPECTED = "Unexpected continuation"
@@ -53,54 +51,6 @@ class Handshake(enum.Enum):
 class RequestState(enum.Enum):
     BUSY = enum.auto()  # the server's turn
     WAITING = enum.auto()  # a CONT was sent; the client's turn
-
-
-def _uint(value: bytes, *, nonzero: bool = False) -> int | None:
-    """Unsigned 32-bit decimal as Dovecot's str_to_uint32 accepts it (no sign, no spaces)."""
-    if not value.isdigit() or not value.isascii():
-        return None
-    number = int(value)
-    if number > MAX_ID or (nonzero and number == 0):
-        return None
-    return number
-
-
-_IP_CACHE: dict[bytes, str | None] = {}
-_IP_CACHE_SIZE = 4096  # distinct addresses remembered; the lot is forgotten when it is full
-
-
-def _ip(value: bytes | None) -> str | None:
-    """An address in its normal form.  Unparsable ones (empty, ``unknown``) are silently
-    ignored, as in Dovecot.  Memoised: a server sees the same few ``lip`` and ``rip`` values."""
-    if not value:
-        return None
-    known = _IP_CACHE.get(value, "")  # "" is never remembered: a normal form is not empty
-    if known != "":
-        return known
-    try:
-        address = _normal_address(value.decode("ascii"))
-    except UnicodeDecodeError:
-        address = None
-    if len(_IP_CACHE) >= _IP_CACHE_SIZE:
-        _IP_CACHE.clear()
-    _IP_CACHE[value] = address
-    return address
-
-
-def _normal_address(text: str) -> str | None:
-    try:  # fast path: a canonical dotted quad is its own normal form
-        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text)) == text:
-            return text
-    except OSError:
-        pass
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
-
-
-def _port(value: bytes | None) -> int | None:
-    return int(value) if value and value.isdigit() and 0 < int(value) < 65536 else None
 
 
 class ServerConnection:
@@ -187,7 +137,7 @@ class ServerConnection:
         if self.handshake is Handshake.EXPECT_VERSION:
             if len(fields) != 3 or fields[0] != b"VERSION":
                 raise RemoteProtocolError("invalid VERSION line")
-            major, minor = _uint(fields[1]), _uint(fields[2])
+            major, minor = uint32(fields[1]), uint32(fields[2])
             if major is None or minor is None:
                 raise RemoteProtocolError("invalid VERSION line")
             if major != SERVER_VERSION[0]:
@@ -195,7 +145,7 @@ class ServerConnection:
             self.client_minor = minor
             self.handshake = Handshake.EXPECT_CPID
             return None
-        if len(fields) != 2 or fields[0] != b"CPID" or _uint(fields[1], nonzero=True) is None:
+        if len(fields) != 2 or fields[0] != b"CPID" or uint32(fields[1], nonzero=True) is None:
             raise RemoteProtocolError("invalid CPID line")
         self.handshake = Handshake.READY
         return None
@@ -204,7 +154,7 @@ class ServerConnection:
         fields = wire.split_fields(line)
         if len(fields) < 3:
             raise RemoteProtocolError("AUTH without id and mechanism")
-        request_id = _uint(fields[1], nonzero=True)
+        request_id = uint32(fields[1], nonzero=True)
         if request_id is None:
             raise RemoteProtocolError("AUTH with an invalid id")
         mechanism = self._mech_names.get(fields[2])
@@ -245,10 +195,10 @@ class ServerConnection:
             mechanism,
             wire.decode_text(service),
             initial,
-            _ip(lip),
-            _ip(rip),
-            _port(params.get(b"lport")),
-            _port(params.get(b"rport")),
+            address(lip),
+            address(rip),
+            port(params.get(b"lport")),
+            port(params.get(b"rport")),
             b"secured" in flags or b"secured" in params,
             b"valid-client-cert" in flags,
             b"no-penalty" in flags,
@@ -259,7 +209,7 @@ class ServerConnection:
     def _cont(self, rest: bytes) -> ClientEvent:
         # Dovecot 2.3 takes everything after the second TAB verbatim (no unescaping).
         raw_id, tab, data = rest.partition(b"\t")
-        request_id = _uint(raw_id)
+        request_id = uint32(raw_id)
         if not tab or request_id is None:
             raise RemoteProtocolError("invalid CONT line")
         state = self.requests.get(request_id)
@@ -275,7 +225,7 @@ class ServerConnection:
         return Continue(request_id, decoded)
 
     def _cancel(self, rest: bytes) -> Cancel | None:
-        request_id = _uint(rest)  # Dovecot: str_to_uint over the whole rest, so no extra field
+        request_id = uint32(rest)  # Dovecot: str_to_uint over the whole rest, so no extra field
         if request_id is None:
             raise RemoteProtocolError("invalid CANCEL line")
         if self.requests.pop(request_id, None) is None:

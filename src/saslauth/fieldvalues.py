@@ -1,0 +1,60 @@
+"""Field values of the auth protocol as Dovecot 2.3 reads them: request ids and versions
+(``str_to_uint32``), ports, and client/server addresses in their normal form.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+MAX_ID = 2**32 - 1
+
+
+def uint32(value: bytes, *, nonzero: bool = False) -> int | None:
+    """Unsigned 32-bit decimal as Dovecot's str_to_uint32 accepts it (no sign, no spaces)."""
+    if not value.isdigit() or not value.isascii():
+        return None
+    number = int(value)
+    if number > MAX_ID or (nonzero and number == 0):
+        return None
+    return number
+
+
+_IP_CACHE: dict[bytes, str | None] = {}
+_IP_CACHE_SIZE = 4096  # distinct addresses remembered; the lot is forgotten when it is full
+
+
+def address(value: bytes | None) -> str | None:
+    """An address in its normal form.  Unparsable ones (empty, ``unknown``) are silently
+    ignored, as in Dovecot.  Memoised: a server sees the same few ``lip`` and ``rip`` values."""
+    if not value:
+        return None
+    known = _IP_CACHE.get(value, "")  # "" is never remembered: a normal form is not empty
+    if known != "":
+        return known
+    try:
+        normal = normal_address(value.decode("ascii"))
+    except UnicodeDecodeError:
+        normal = None
+    if len(_IP_CACHE) >= _IP_CACHE_SIZE:
+        _IP_CACHE.clear()
+    _IP_CACHE[value] = normal
+    return normal
+
+
+def normal_address(text: str) -> str | None:
+    """``text`` as an IPv4 or IPv6 address in its normal form, or None."""
+    try:  # fast path: a canonical dotted quad is its own normal form
+        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text)) == text:
+            return text
+    except OSError:
+        pass
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def port(value: bytes | None) -> int | None:
+    """A port number (1-65535), or None."""
+    return int(value) if value and value.isdigit() and 0 < int(value) < 65536 else None
