@@ -73,9 +73,8 @@ class SessionSettings:
         for name, cls_ in chosen.items():
             mechanism = cls_(usernames)
             exchanges[name] = mechanism.exchange
-            immediate = getattr(mechanism, "immediate", None)  # a mech.Immediate
-            if immediate is not None:
-                immediates[name] = immediate
+            if isinstance(mechanism, mech.Immediate):
+                immediates[name] = mechanism.immediate
         return cls(exchanges, immediates, usernames, mech_lines=lines, **kwargs)  # type: ignore[arg-type]
 
 

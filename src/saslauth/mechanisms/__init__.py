@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Generator
 from dataclasses import field
-from typing import ClassVar, Protocol, cast
+from typing import ClassVar, Protocol, cast, runtime_checkable
 
 from saslauth.events import AuthRequest
 from saslauth.passdb import Lookup, Verdict
@@ -145,6 +145,7 @@ class Mechanism(Protocol):
     def exchange(self, request: AuthRequest) -> Exchange: ...
 
 
+@runtime_checkable
 class Immediate(Protocol):
     """A mechanism that may decide from the initial response alone, with no challenge.
 
