@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.authclient import AuthClient, ConnectionClosed, plain_b64
-from tests.fixtures.ports import free_tcp_port, public_tmpdir
+from tests.fixtures.ports import free_tcp_ports, public_tmpdir
 from tests.fixtures.saslauth import REPO, Saslauth, running, write_config
 
 
@@ -24,7 +24,7 @@ def daemon() -> Iterator[tuple[Saslauth, int, int]]:
     with public_tmpdir() as work:
         passwd = work / "users"
         passwd.write_text("bob:{PLAIN}bobpw\n")
-        open_port, closed_port = free_tcp_port(), free_tcp_port()
+        open_port, closed_port = free_tcp_ports(2)
         config = write_config(work, passwd)
         text = config.read_text().replace(
             "passdb:\n",
