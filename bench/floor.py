@@ -12,6 +12,10 @@ a server to use.  Drive it with authbench as bench/run.py does, e.g.
     bench/authbench -s /tmp/floor.sock -f CREDS -c 50 -d 1 -t 5 -w 1 -r
 
 where CREDS has lines ``userN:pwN`` for N in 0..999.
+
+``--with checks,log`` adds back, to price them, the real front's per-request checks (every
+parameter, the addresses in normal form, the username rules, the password's UTF-8 and
+escaping) and its ``auth:`` log line (rendered as saslauth renders it, written once per turn).
 """
 
 # ruff: noqa: E402
