@@ -162,8 +162,7 @@ class Session(asyncio.Protocol):
         try:
             check = immediate(cast(bytes, initial))
         except Exception:
-            log.exception("bug in mechanism %s", request.mechanism)
-            self._fail(pending, mech.Failure(None, Lookup(Verdict.INTERNAL_FAILURE)))
+            self._mechanism_bug(pending)
             return
         if type(check) is mech.Failure:
             self._fail(pending, check)
@@ -209,8 +208,7 @@ class Session(asyncio.Protocol):
             self._finish(pending, stop.value)
             return
         except Exception:
-            log.exception("bug in mechanism %s", pending.request.mechanism)
-            self._fail(pending, mech.Failure(None, Lookup(Verdict.INTERNAL_FAILURE)))
+            self._mechanism_bug(pending)
             return
         request_id = pending.request.id
         if isinstance(effect, mech.Challenge):
@@ -218,6 +216,12 @@ class Session(asyncio.Protocol):
             pending.timer = self._loop.call_later(IDLE_TIMEOUT, self._expire, request_id)
             return
         self._check(pending, effect)
+
+    def _mechanism_bug(self, pending: _Pending) -> None:
+        """A mechanism raised (called from its except block): a temporary failure of this
+        request only, logged with the traceback."""
+        log.exception("bug in mechanism %s", pending.request.mechanism)
+        self._fail(pending, mech.Failure(None, Lookup(Verdict.INTERNAL_FAILURE)))
 
     def _check(self, pending: _Pending, effect: mech.VerifyPlain) -> None:
         """Ask the verifier (through the limiter, if any) to check a password."""
