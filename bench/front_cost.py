@@ -28,10 +28,8 @@ import logging
 import os
 import pstats
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
 
-from saslauth import logbatch, logs
+from saslauth import logbatch, logs, loops
 from saslauth.session import Session, SessionSettings
 from saslauth.usernames import UsernamePolicy
 from saslauth.verifier.client import VerifierClient, _Link
@@ -107,19 +105,12 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--profile", action="store_true")
     args = p.parse_args()
-    runner: Callable[[Coroutine[Any, Any, float]], float] = asyncio.run
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        pass
     if args.profile:
         profiler = cProfile.Profile()
-        profiler.runcall(runner, run(args.requests))
+        profiler.runcall(loops.run, lambda: run(args.requests))
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         return 0
-    best = min(runner(run(args.requests)) for _ in range(args.repeat))
+    best = min(loops.run(lambda: run(args.requests)) for _ in range(args.repeat))
     print(f"{best:.2f} us of CPU per request (best of {args.repeat} x {args.requests})")
     return 0
 

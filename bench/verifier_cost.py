@@ -25,10 +25,9 @@ import logging
 import pstats
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
+from saslauth import loops
 from saslauth.passdb.registry import build_chain
 from saslauth.settings.passwd_file import PasswdFileSettings
 from saslauth.verifier.child import ChildProtocol
@@ -65,7 +64,8 @@ async def run(requests: int, directory: Path) -> float:
             lines = []
             for i in range(start, start + BATCH):
                 password = f"pw{i}" if i % 10 else "wrong"
-                lines.append(f"V\t{i + 1}\tuser{i}\t{password}\tsmtp\t10.0.0.{i % 250}\t127.0.0.1\t0\n")
+                rip = f"10.0.0.{i % 250}"
+                lines.append(f"V\t{i + 1}\tuser{i}\t{password}\tsmtp\t{rip}\t127.0.0.1\t0\n")
             batches.append("".join(lines).encode())
         child.data_received(batches[0])  # loads the file
         await asyncio.sleep(0)
@@ -86,21 +86,14 @@ def main() -> int:
     p.add_argument("--profile", action="store_true")
     args = p.parse_args()
     logging.disable(logging.INFO)
-    runner: Callable[[Coroutine[Any, Any, float]], float] = asyncio.run
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        pass
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
         if args.profile:
             profiler = cProfile.Profile()
-            profiler.runcall(runner, run(args.requests, directory))
+            profiler.runcall(loops.run, lambda: run(args.requests, directory))
             pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
             return 0
-        best = min(runner(run(args.requests, directory)) for _ in range(args.repeat))
+        best = min(loops.run(lambda: run(args.requests, directory)) for _ in range(args.repeat))
     print(f"{best:.2f} us of CPU per request (best of {args.repeat} x {args.requests})")
     return 0
 
