@@ -251,11 +251,10 @@ class Session(asyncio.Protocol):
         if not isinstance(result, Lookup):
             log.error("verification failed: %s", result)
             result = Lookup(Verdict.INTERNAL_FAILURE, log_reason=str(result))
-        identity = pending.identity
-        if identity is None:
+        if pending.exchange is not None:
             self._step(pending, result)
         else:  # an immediate mechanism's check: the judgement its exchange would return
-            self._finish(pending, mech.judged(identity, result))
+            self._finish(pending, mech.judged(cast(Identity, pending.identity), result))
 
     def _finish(self, pending: _Pending, outcome: mech.Outcome) -> None:
         if type(outcome) is mech.Success:
