@@ -48,7 +48,7 @@ def service_text(service: str) -> str:
     if text is None:
         if len(_SERVICES) >= MEMO_LIMIT:
             _SERVICES.clear()
-        text = _SERVICES[service] = kv(service) or "-"
+        text = _SERVICES[service] = kv(service)  # never empty: kv quotes "" as two quotes
     return text
 
 
