@@ -35,14 +35,28 @@ class VerifyRequest:
 
 
 def encode_request(seq: int, req: VerifyRequest) -> bytes:
-    return b"V\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n" % (
-        seq,
-        wire.encode_text(req.user),
-        wire.escape(req.password),
-        wire.encode_text(req.service),
-        (req.rip or "").encode(),
-        (req.lip or "").encode(),
-        b"1" if req.secured else b"0",
+    return b"V\t%d%s" % (seq, request_fields(req))
+
+
+def request_fields(req: VerifyRequest) -> bytes:
+    """A request line after its sequence number, TABs and LF included (what the front's
+    sessions hand to :meth:`saslauth.verifier.client.VerifierClient.send`)."""
+    user, service = wire.encode_text(req.user), wire.encode_text(req.service)
+    return encode_fields(user, req.password, service, req.rip, req.lip, req.secured)
+
+
+def encode_fields(
+    user: bytes, password: bytes, service: bytes, rip: str | None, lip: str | None, secured: bool
+) -> bytes:
+    """:func:`request_fields` from ``user`` and ``service`` already encoded and escaped
+    (``wire.encode_text``) and the password as given (escaped here)."""
+    return b"\t%s\t%s\t%s\t%s\t%s\t%s\n" % (
+        user,
+        wire.escape(password),
+        service,
+        (rip or "").encode(),
+        (lip or "").encode(),
+        b"1" if secured else b"0",
     )
 
 

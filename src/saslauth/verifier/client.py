@@ -76,6 +76,8 @@ class _Link(asyncio.Protocol):
 Done = Callable[[Lookup | VerifierError], None]
 # How a password check is asked for: submit(request, done) (VerifierClient.submit is one).
 Submit = Callable[[verifier.VerifyRequest, Done], None]
+# The same with the request already encoded: send(fields, done) (VerifierClient.send is one).
+Send = Callable[[bytes, Done], None]
 
 
 def submitted(submit: Submit, request: verifier.VerifyRequest) -> asyncio.Future[Lookup]:
@@ -184,7 +186,11 @@ class VerifierClient:
         return submitted(self.submit, request)
 
     def submit(self, request: verifier.VerifyRequest, done: Done) -> None:
-        """Send ``request``; ``done`` is called once, with the answer or a VerifierError.
+        """Send ``request``; ``done`` is called once, with the answer or a VerifierError."""
+        self.send(verifier.request_fields(request), done)
+
+    def send(self, fields: bytes, done: Done) -> None:
+        """:meth:`submit` for a request already encoded (``verifier.request_fields``).
 
         The per-request path of the front: no future and no extra loop turn between the
         verifier's reply and the session's answer to its client.
@@ -200,7 +206,7 @@ class VerifierClient:
             self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep)
         if not self._queued and self._link is not None:
             loop.call_soon(self._flush)
-        self._queued.append((seq, verifier.encode_request(seq, request)))
+        self._queued.append((seq, b"V\t%d%s" % (seq, fields)))
 
     def _flush(self) -> None:
         link = self._link
