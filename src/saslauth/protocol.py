@@ -18,7 +18,8 @@ Rules, all from Dovecot 2.3 (``dovecot-auth-protocol.md`` sections 1-3):
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
+from typing import cast
 
 from saslauth import wire
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
@@ -28,6 +29,7 @@ from saslauth.events import (
     Challenge,
     ClientEvent,
     Continue,
+    Fields,
     Ok,
     Rejected,
     ServerEvent,
@@ -40,6 +42,12 @@ REASON_TIMED_OUT = "Authentication request timed out"
 REASON_UNEXPECTED = "Unexpected continuation"
 REASON_BAD_INITIAL = "Invalid base64 data in initial response"
 REASON_BAD_CONTINUED = "Invalid base64 data in continued response"
+
+
+# What quick_auth finds: id, mechanism, service (a field as sent), initial response, lip, rip
+# (both in normal form, or None) and whether the connection is secured.
+QuickAuth = tuple[int, str, bytes, bytes, str | None, str | None, bool]
+_NO_RESP = (b"", b"=")  # resp values that are no initial response or an empty one: _auth's
 
 
 class Handshake(enum.Enum):
@@ -100,6 +108,53 @@ class ServerConnection:
         if data.find(b"\n") != end or end >= wire.MAX_LINE or 13 in data or 0 in data:
             return None
         return self._auth(data[:end])
+
+    def quick_auth(self, data: bytes, mechanisms: Container[str]) -> QuickAuth | None:
+        """:meth:`auth_line` for the commonest request, without an AuthRequest: one whole AUTH
+        line with nothing escaped, for one of ``mechanisms`` (spelt as configured), with an
+        initial response (``resp=`` neither empty nor ``=``) that is valid base64.  The id is
+        then BUSY, as after ``auth_line``.  None, with nothing consumed, for anything else:
+        ``auth_line`` or ``next_event`` then give their usual answer.
+
+        The fields are those ``_auth`` reads (``service``, ``lip``, ``rip``, ``secured``), the
+        same rules; the service comes as sent, a field that needs no escaping.
+        """
+        if self._buffer or self.handshake is not Handshake.READY or data[:5] != b"AUTH\t":
+            return None
+        end = len(data) - 1
+        if data.find(b"\n") != end or end >= wire.MAX_LINE or 13 in data or 0 in data or 1 in data:
+            return None
+        fields = data[:end].split(b"\t")
+        resp = fields[-1]
+        last = len(fields) - 1
+        mechanism = self._mech_names.get(fields[2]) if last >= 4 else None
+        if mechanism not in mechanisms or resp[:5] != b"resp=" or resp[5:] in _NO_RESP:
+            return None
+        request_id = uint32(fields[1], nonzero=True)
+        if request_id is None or request_id in self.requests:
+            return None
+        service = lip = rip = None
+        secured = False
+        for index in range(3, last):
+            name, eq, value = fields[index].partition(b"=")
+            if name == b"resp":
+                return None  # a field after resp: _auth's error
+            if name == b"secured":  # a flag or a parameter
+                secured = True
+            elif not eq:
+                continue
+            elif name == b"service":
+                service = value
+            elif name == b"lip":
+                lip = value
+            elif name == b"rip":
+                rip = value
+        initial = wire.b64decode(resp[5:])
+        if service is None or initial is None:
+            return None
+        self.requests[request_id] = RequestState.BUSY
+        mechanism = cast(str, mechanism)
+        return request_id, mechanism, service, initial, address(lip), address(rip), secured
 
     def next_event(self) -> ClientEvent | None:
         """Parse buffered input until one event results; None when more data is needed."""
@@ -246,19 +301,20 @@ class ServerConnection:
         if isinstance(event, Challenge):
             self.requests[event.id] = RequestState.WAITING
             return b"CONT\t" + head + b"\t" + wire.b64encode(event.data) + b"\n"
-        del self.requests[event.id]
         if isinstance(event, Ok):
-            if not event.fields:  # the usual OK: nothing but the user name
-                return b"OK\t%s\tuser=%s\n" % (head, wire.encode_text(event.user))
-            parts = [b"OK", head, b"user=" + wire.encode_text(event.user)]
-        else:
-            parts = [b"FAIL", head]
-        for name, value in event.fields:
-            field = name.encode()
-            if value is not None:
-                field += b"=" + wire.encode_text(value)
-            parts.append(field)
-        return wire.join_fields(parts)
+            return self.ok(event.id, event.user, event.fields)
+        del self.requests[event.id]
+        return _render([b"FAIL", head], event.fields)
+
+    def ok(self, request_id: int, user: str, fields: Fields) -> bytes:
+        """``send(Ok(request_id, user, fields))`` without the Ok (the session's usual reply)."""
+        state = self.requests.get(request_id)
+        if state is not RequestState.BUSY:
+            raise LocalProtocolError(f"reply for request {request_id} in state {state}")
+        del self.requests[request_id]
+        if not fields:  # the usual OK: nothing but the user name
+            return b"OK\t%d\tuser=%s\n" % (request_id, wire.encode_text(user))
+        return _render([b"OK", b"%d" % request_id, b"user=" + wire.encode_text(user)], fields)
 
     @staticmethod
     def reject(event: Rejected) -> bytes:
@@ -268,3 +324,13 @@ class ServerConnection:
             parts.append(b"code=" + event.code.encode())
         parts.append(b"reason=" + wire.encode_text(event.reason))
         return wire.join_fields(parts)
+
+
+def _render(parts: list[bytes], fields: Fields) -> bytes:
+    """An OK or FAIL line: ``parts`` (its tag, id and so on), then ``fields``."""
+    for name, value in fields:
+        field = name.encode()
+        if value is not None:
+            field += b"=" + wire.encode_text(value)
+        parts.append(field)
+    return wire.join_fields(parts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
@@ -19,7 +19,7 @@ from saslauth.events import (
     Ok,
     Rejected,
 )
-from saslauth.protocol import Handshake, ServerConnection
+from saslauth.protocol import Handshake, RequestState, ServerConnection
 
 MECHS = [("PLAIN", ["plaintext"]), ("LOGIN", ["plaintext"])]
 GOOD = "AGFsaWNlAHNlY3JldA=="
@@ -445,3 +445,87 @@ def test_auth_line_declines_with_input_buffered() -> None:
     conn.receive_data(b"AIN\tservice=smtp\n")
     event = conn.next_event()
     assert isinstance(event, AuthRequest) and event.id == 1
+
+
+_QUICK_FIELDS = st.one_of(
+    _AUTH_FIELDS,
+    st.sampled_from(
+        [
+            b"service",
+            b"lip",
+            b"rip=",
+            b"service=imap",
+            b"service=sm\x01ttp",
+            b"ser\x01vice=smtp",
+            b"service=s\xffmtp",
+            b"lip=::1",
+            b"rip=192.0.2.007",
+            b"secured=",
+            b"resp= " + GOOD.encode(),
+            b"resp=AA==",
+            b"resp= ",
+            b"=x",
+        ]
+    ),
+)
+
+
+@settings(max_examples=1000)
+@example(b"AUTH", b"1", b"PLAIN", [b"service", b"resp=" + GOOD.encode()], b"\n", False, 0)
+@example(b"AUTH", b"1", b"PLAIN", [b"service=smtp", b"service", b"resp=AA=="], b"\n", False, 0)
+@example(b"AUTH", b"1", b"PLAIN", [b"service=smtp", b"rip", b"resp=AA=="], b"\n", False, 0)
+@example(b"AUTH", b"7", b"PLAIN", [b"service=smtp", b"resp=AA=="], b"\n", True, 2)
+@given(
+    st.sampled_from([b"AUTH", b"auth"]),
+    st.sampled_from([b"1", b"7", b"0", b"x", b"4294967295", b"4294967296", b"01", b"\xd9\xa3"]),
+    st.sampled_from([b"PLAIN", b"plain", b"LOGIN", b"CRAM-MD5"]),
+    st.lists(_QUICK_FIELDS, max_size=7),
+    st.sampled_from([b"\n", b"\r\n", b"\n\n", b"\nCANCEL\t1\n", b""]),
+    st.booleans(),
+    st.sampled_from([0, 2]),
+)
+def test_quick_auth_is_the_buffered_parse(
+    command: bytes,
+    rid: bytes,
+    mech: bytes,
+    fields: list[bytes],
+    end: bytes,
+    busy: bool,
+    minor: int,
+) -> None:
+    """quick_auth(data) finds exactly what the AuthRequest of receive_data + next_event holds,
+    or declines (None) having consumed nothing; the request table ends up the same."""
+    data = b"\t".join([command, rid, mech, *fields]) + end
+    quick, slow = ready(minor), ready(minor)
+    for conn in (quick, slow):
+        if busy:  # id 7 is already active
+            feed(conn, "AUTH\t7\tLOGIN\tservice=smtp")
+    found = _outcome(lambda: quick.quick_auth(data, {"PLAIN"}))
+    expected = _outcome(lambda: _buffered(slow, data))
+    if found is None:  # declined: the general path must still see all of it
+        assert _outcome(lambda: _buffered(quick, data)) == expected
+    else:
+        assert isinstance(found, tuple) and isinstance(expected, AuthRequest)
+        request_id, mechanism, service, initial, lip, rip, secured = found
+        assert mechanism == "PLAIN" == expected.mechanism
+        assert service.decode("utf-8", "surrogateescape") == expected.service
+        assert (request_id, initial, lip, rip, secured) == (
+            expected.id,
+            expected.initial,
+            expected.lip,
+            expected.rip,
+            expected.secured,
+        )
+        assert expected.initial is not None  # only requests with an initial response
+    assert quick.requests == slow.requests
+
+
+def test_quick_auth_takes_the_usual_postfix_line() -> None:
+    """The test above must not pass by declining everything: Postfix's line is taken."""
+    conn = ready()
+    line = f"AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=10.0.0.1\tresp={GOOD}\n"
+    found = conn.quick_auth(line.encode(), {"PLAIN", "LOGIN"})
+    assert found == (1, "PLAIN", b"smtp", b"\0alice\0secret", "127.0.0.1", "10.0.0.1", False)
+    assert conn.requests == {1: RequestState.BUSY}
+    assert conn.quick_auth(line.replace("\t1\t", "\t2\t").encode(), {"LOGIN"}) is None
+    assert conn.quick_auth(line.replace("\t1\t", "\t3\t").encode() + b"\n", {"PLAIN"}) is None
