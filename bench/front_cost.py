@@ -71,7 +71,7 @@ async def run(requests: int) -> float:
     link.data_received(b"READY\t1\n")
     sessions = []
     for cuid in range(CONNECTIONS):
-        session = Session(settings, client.submit, cuid, "c" * 32)
+        session = Session(settings, client.send, cuid, "c" * 32)
         session.connection_made(Sink())  # type: ignore[arg-type]
         session.data_received(b"VERSION\t1\t0\nCPID\t1\n")
         sessions.append(session)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 
-from saslauth.events import AuthRequest
 from saslauth.logbatch import LineWriter
 from saslauth.logs import kv
 from saslauth.passdb import Lookup
@@ -27,19 +27,34 @@ _OUTCOMES: dict[int, tuple[Lookup | None, str]] = {}
 MEMO_LIMIT = 1024  # remembered service names, and Lookups; then the memory starts over
 
 
-def write(
-    result: str, user: str | None, request: AuthRequest, started: float, lookup: Lookup | None
-) -> None:
+class Attempt(Protocol):
+    """What the line names of an attempt (the session's pending request is one)."""
+
+    @property
+    def mechanism(self) -> str: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def rip(self) -> str | None: ...
+    @property
+    def lip(self) -> str | None: ...
+    @property
+    def secured(self) -> bool: ...
+    @property
+    def started(self) -> float: ...  # time.monotonic() when it began
+
+
+def write(result: str, user: str | None, attempt: Attempt, lookup: Lookup | None) -> None:
     """Log one attempt: ``result`` (ok, fail, tempfail) for ``user`` (None: no name was
     given), ``lookup`` the passdb's answer (None: the input was refused before any passdb)."""
     if not log.isEnabledFor(logging.INFO):
         return
     _line(
         f"auth: result={result} user={kv(user) if user is not None else '-'}"
-        f" mech={request.mechanism} service={service_text(request.service)}"
-        f" rip={request.rip or '-'} lip={request.lip or '-'}"
-        f" secured={'yes' if request.secured else 'no'} {outcome_text(lookup)}"
-        f" latency_ms={(time.monotonic() - started) * 1000:.1f}"
+        f" mech={attempt.mechanism} service={service_text(attempt.service)}"
+        f" rip={attempt.rip or '-'} lip={attempt.lip or '-'}"
+        f" secured={'yes' if attempt.secured else 'no'} {outcome_text(lookup)}"
+        f" latency_ms={(time.monotonic() - attempt.started) * 1000:.1f}"
     )
 
 

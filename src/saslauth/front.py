@@ -31,7 +31,7 @@ from saslauth.frontprep import (
     session_settings,
 )
 from saslauth.session import Session, SessionSettings
-from saslauth.verifier.client import Submit, VerifierClient
+from saslauth.verifier.client import Send, VerifierClient
 
 log = logging.getLogger("saslauth.front")
 
@@ -80,7 +80,7 @@ class Front:
     def session_factory(self, listener: ListenerInfo) -> Session:
         self._cuid += self.count
         session = _ListenerSession(
-            self.settings, self.verifier.submit, self._cuid, secrets.token_hex(16), listener
+            self.settings, self.verifier.send, self._cuid, secrets.token_hex(16), listener
         )
         self.sessions.add(session)
         session.on_close = self._closed
@@ -235,12 +235,12 @@ class _ListenerSession(Session):
     def __init__(
         self,
         settings: SessionSettings,
-        submit: Submit,
+        send: Send,
         cuid: int,
         cookie: str,
         listener: ListenerInfo,
     ) -> None:
-        super().__init__(settings, submit, cuid, cookie)
+        super().__init__(settings, send, cuid, cookie)
         self.listener = listener
         self.on_close: Any = None
 

@@ -27,14 +27,14 @@ from saslauth.events import (
     Continue,
     Fail,
     Fields,
-    Ok,
     Rejected,
 )
 from saslauth.passdb import Lookup, Verdict
 from saslauth.protocol import ServerConnection
 from saslauth.usernames import Identity, UsernamePolicy
-from saslauth.verifier import make_request
-from saslauth.verifier.client import Submit, submitted
+from saslauth.verifier import VerifyRequest, encode_fields, make_request, request_fields
+from saslauth.verifier.client import Done, Send, submitted
+from saslauth.wire import decode_text, encode_text
 
 if TYPE_CHECKING:
     from saslauth.limits.limiter import Limiter
@@ -80,7 +80,14 @@ class SessionSettings:
 
 @dataclass(slots=True)
 class _Pending:
-    request: AuthRequest
+    """A request in progress: what its log line names (``authlog.Attempt``) and its state."""
+
+    id: int
+    mechanism: str
+    service: str
+    rip: str | None
+    lip: str | None
+    secured: bool
     # The mechanism's generator; None when it decided at once (mech.Immediate) and only the
     # password check named by ``identity`` is outstanding.
     exchange: mech.Exchange | None
@@ -88,15 +95,28 @@ class _Pending:
     identity: Identity | None = None
     timer: asyncio.TimerHandle | None = None
 
+    @classmethod
+    def of(cls, request: AuthRequest, exchange: mech.Exchange | None) -> _Pending:
+        return cls(
+            request.id,
+            request.mechanism,
+            request.service,
+            request.rip,
+            request.lip,
+            request.secured,
+            exchange,
+            time.monotonic(),
+        )
+
 
 class Session(asyncio.Protocol):
     """The protocol object for one accepted connection."""
 
     def __init__(
-        self, settings: SessionSettings, submit: Submit, cuid: int, cookie: str, peer: str = ""
+        self, settings: SessionSettings, send: Send, cuid: int, cookie: str, peer: str = ""
     ) -> None:
         self.settings = settings
-        self._submit = submit
+        self._send = send
         self._cuid = cuid
         self._cookie = cookie
         self.peer = peer
@@ -116,7 +136,11 @@ class Session(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         conn = self.conn
         try:
-            event = conn.auth_line(data)  # the usual read: one whole AUTH line
+            quick = conn.quick_auth(data, self.settings.immediates)  # the usual read
+            if quick is not None:
+                self._begin_quick(*quick)
+                return
+            event = conn.auth_line(data)  # one whole AUTH line all the same
             if event is not None:
                 self._handle(event)
                 return
@@ -152,15 +176,38 @@ class Session(asyncio.Protocol):
         immediate = None if initial is None else self.settings.immediates.get(request.mechanism)
         if immediate is None:
             exchange = self.settings.exchanges[request.mechanism](request)
-            pending = _Pending(request, exchange, time.monotonic())
+            pending = _Pending.of(request, exchange)
             self.pending[request.id] = pending
             self._step(pending, None)
             return
-        # The whole exchange in one call, no generator to step (the commonest login).
-        pending = _Pending(request, None, time.monotonic())
-        self.pending[request.id] = pending
+        self._decide(_Pending.of(request, None), immediate, cast(bytes, initial))
+
+    def _begin_quick(
+        self,
+        request_id: int,
+        mechanism: str,
+        service: bytes,
+        initial: bytes,
+        lip: str | None,
+        rip: str | None,
+        secured: bool,
+    ) -> None:
+        """_begin for what ServerConnection.quick_auth found (no AuthRequest was made)."""
+        pending = _Pending(
+            request_id, mechanism, decode_text(service), rip, lip, secured, None, time.monotonic()
+        )
+        self._decide(pending, self.settings.immediates[mechanism], initial)
+
+    def _decide(
+        self,
+        pending: _Pending,
+        immediate: Callable[[bytes], mech.VerifyPlain | mech.Failure],
+        initial: bytes,
+    ) -> None:
+        """The whole exchange in one call, no generator to step (the commonest login)."""
+        self.pending[pending.id] = pending
         try:
-            check = immediate(cast(bytes, initial))
+            check = immediate(initial)
         except Exception:
             self._mechanism_bug(pending)
             return
@@ -210,7 +257,7 @@ class Session(asyncio.Protocol):
         except Exception:
             self._mechanism_bug(pending)
             return
-        request_id = pending.request.id
+        request_id = pending.id
         if isinstance(effect, mech.Challenge):
             self._write(self.conn.send(Challenge(request_id, effect.data)))
             pending.timer = self._loop.call_later(IDLE_TIMEOUT, self._expire, request_id)
@@ -220,66 +267,77 @@ class Session(asyncio.Protocol):
     def _mechanism_bug(self, pending: _Pending) -> None:
         """A mechanism raised (called from its except block): a temporary failure of this
         request only, logged with the traceback."""
-        log.exception("bug in mechanism %s", pending.request.mechanism)
+        log.exception("bug in mechanism %s", pending.mechanism)
         self._fail(pending, mech.Failure(None, Lookup(Verdict.INTERNAL_FAILURE)))
 
     def _check(self, pending: _Pending, effect: mech.VerifyPlain) -> None:
         """Ask the verifier (through the limiter, if any) to check a password."""
-        request = pending.request
+        limiter = self.settings.limiter
+        if limiter is None:
+            fields = encode_fields(
+                encode_text(effect.identity.user),
+                effect.password,
+                encode_text(pending.service),
+                pending.rip,
+                pending.lip,
+                pending.secured,
+            )
+            self._send(fields, partial(self._verified, pending))
+            return
         verify_request = make_request(
             effect.identity.user,
             effect.password,
-            request.service,
-            request.rip,
-            request.lip,
-            request.secured,
+            pending.service,
+            pending.rip,
+            pending.lip,
+            pending.secured,
         )
-        limiter = self.settings.limiter
-        if limiter is None:
-            self._submit(verify_request, partial(self._verified, pending))
-        else:
-            future = limiter.verify(partial(submitted, self._submit), verify_request)
-            future.add_done_callback(partial(self._limited, pending))
+        future = limiter.verify(partial(submitted, self._submit), verify_request)
+        future.add_done_callback(partial(self._limited, pending))
+
+    def _submit(self, request: VerifyRequest, done: Done) -> None:
+        self._send(request_fields(request), done)
 
     def _limited(self, pending: _Pending, future: asyncio.Future[Lookup]) -> None:
         error = future.exception()
         self._verified(pending, future.result() if error is None else error)
 
     def _verified(self, pending: _Pending, result: Lookup | BaseException) -> None:
-        if self.pending.get(pending.request.id) is not pending:
+        if self.pending.get(pending.id) is not pending:
             return  # cancelled, aborted or disconnected meanwhile: never answer
-        if not isinstance(result, Lookup):
+        if type(result) is not Lookup:
             log.error("verification failed: %s", result)
             result = Lookup(Verdict.INTERNAL_FAILURE, log_reason=str(result))
         if pending.exchange is not None:
             self._step(pending, result)
+        elif result.verdict is Verdict.OK and not result.user:
+            # judged()'s answer for the commonest case, without the Success to unpack
+            self._succeed(pending, cast(Identity, pending.identity), result)
         else:  # an immediate mechanism's check: the judgement its exchange would return
             self._finish(pending, mech.judged(cast(Identity, pending.identity), result))
 
     def _finish(self, pending: _Pending, outcome: mech.Outcome) -> None:
         if type(outcome) is mech.Success:
-            self._succeed(pending, outcome)
+            self._succeed(pending, outcome.identity, outcome.lookup)
         else:
             self._fail(pending, cast(mech.Failure, outcome))
 
-    def _succeed(self, pending: _Pending, outcome: mech.Success) -> None:
-        request_id = pending.request.id
+    def _succeed(self, pending: _Pending, identity: Identity, lookup: Lookup) -> None:
+        request_id = pending.id
         del self.pending[request_id]
-        lookup = outcome.lookup
-        identity = outcome.identity
         fields = lookup.extra + identity.reply_fields()
-        self._write(self.conn.send(Ok(request_id, identity.user, fields)))
-        authlog.write("ok", identity.user, pending.request, pending.started, lookup)
+        self._write(self.conn.ok(request_id, identity.user, fields))
+        authlog.write("ok", identity.user, pending, lookup)
         self._maybe_idle()
 
     def _fail(self, pending: _Pending, outcome: mech.Failure) -> None:
-        request_id = pending.request.id
+        request_id = pending.id
         lookup = outcome.lookup
         temporary = lookup is not None and lookup.verdict is Verdict.INTERNAL_FAILURE
         identity = outcome.identity
         user = identity.user if identity is not None else None
         result = "tempfail" if temporary else "fail"
-        authlog.write(result, user, pending.request, pending.started, lookup)
+        authlog.write(result, user, pending, lookup)
         if temporary and self.settings.tempfail == "disconnect":
             # Postfix answers 454 (temporary) only when the connection is lost mid-request.
             self._close()

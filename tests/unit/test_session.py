@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import re
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
@@ -14,7 +16,7 @@ from saslauth.logs import kv
 from saslauth.passdb import Lookup, Verdict
 from saslauth.session import Session, SessionSettings
 from saslauth.usernames import UsernamePolicy
-from saslauth.verifier import VerifyRequest
+from saslauth.verifier import VerifyRequest, decode_request
 from saslauth.verifier.client import Done
 
 USERS = {"alice": b"secret", "bob": b"bobpw"}
@@ -54,6 +56,7 @@ class Harness:
         tempfail: str = "fail",
         outage: bool = False,
         immediate: bool = True,
+        quick: bool = True,
     ) -> None:
         self.requests: list[VerifyRequest] = []
         self.outage = outage
@@ -62,14 +65,18 @@ class Harness:
         )
         if not immediate:  # every mechanism stepped as a generator, PLAIN's shortcut unused
             settings = dataclasses.replace(settings, immediates={})
-        self.session = Session(settings, self.submit, 1, "00" * 16)
+        self.session = Session(settings, self.to_verifier, 1, "00" * 16)
+        if not quick:  # AUTH lines always parsed into an AuthRequest (no quick_auth)
+            self.session.conn.quick_auth = lambda data, mechanisms: None  # type: ignore[method-assign]
         self.transport = FakeTransport()
         self.session.connection_made(self.transport)
         greeting = self.transport.lines()
         assert greeting[0] == "VERSION\t1\t2" and greeting[-1] == "DONE"
 
-    def submit(self, request: VerifyRequest, done: Done) -> None:
-        """Answers on a later loop turn, as the verifier client does."""
+    def to_verifier(self, fields: bytes, done: Done) -> None:
+        """Answers on a later loop turn, as the verifier client does; the request as the
+        verifier child would decode it."""
+        _, request = decode_request(b"V\t1" + fields.removesuffix(b"\n"))
         self.verify(request).add_done_callback(lambda future: done(future.result()))
 
     def verify(self, request: VerifyRequest) -> asyncio.Future[Lookup]:
@@ -361,10 +368,30 @@ _PLAIN_RESPS = [
     "",
 ]
 _PLAIN_LINES = st.builds(
-    lambda i, r: f"AUTH\t{i}\tPLAIN\tservice=smtp\tresp={r}",
+    lambda i, f, r: f"AUTH\t{i}\tPLAIN\t{f}\tresp={r}",
     st.integers(1, 3),
+    st.sampled_from(
+        [
+            "service=smtp",
+            "service=smtp\tnologin\tlip=127.0.0.1\trip=10.0.0.1",
+            "service=imap\tsecured\trip=::ffff:10.0.0.1\tlport=25",
+            "service=s m\tlip=unknown\tsecured=tls",
+            "service=sm\x01ttp\trip=192.0.2.1",
+        ]
+    ),
     st.sampled_from(_PLAIN_RESPS),
 )
+
+
+class _AuthLines(logging.Handler):
+    """The auth: lines logged, without their latency (which differs from run to run)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(re.sub(r" latency_ms=[0-9.]+$", "", record.getMessage()))
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -372,15 +399,35 @@ _PLAIN_LINES = st.builds(
 def test_plain_shortcut_answers_as_the_generator(
     lines: list[str], delay: bool, outage: bool
 ) -> None:
-    """PLAIN with an initial response skips the generator (mech.Immediate); the wire, the
-    password checks asked for and the connection's fate are the same as without the shortcut."""
+    """PLAIN with an initial response skips the generator (mech.Immediate), and its usual
+    AUTH line the AuthRequest (quick_auth); the wire, the password checks asked for and the
+    connection's fate are the same as without either shortcut."""
 
-    async def transcript(immediate: bool) -> tuple[list[str], list[VerifyRequest], bool]:
-        h = Harness(delay=0.01 if delay else 0.0, outage=outage, immediate=immediate)
-        return await _play(h, lines, settle=0.03), h.requests, h.transport.closed
+    async def transcript(
+        immediate: bool, quick: bool
+    ) -> tuple[list[str], list[VerifyRequest], bool, list[str]]:
+        h = Harness(
+            delay=0.01 if delay else 0.0, outage=outage, immediate=immediate, quick=quick
+        )
+        logged = _AuthLines()
+        logger = logging.getLogger("saslauth.auth")
+        level = logger.level
+        logger.addHandler(logged)
+        logger.setLevel(logging.INFO)
+        try:
+            replies = await _play(h, lines, settle=0.03)
+        finally:
+            logger.removeHandler(logged)
+            logger.setLevel(level)
+        # the lines are captured (every OK was logged as one)
+        oks = sum(line.startswith("auth: result=ok ") for line in logged.lines)
+        assert oks == sum(reply.startswith("OK\t") for reply in replies)
+        return replies, h.requests, h.transport.closed, logged.lines
 
     async def body() -> None:
-        assert await transcript(True) == await transcript(False)
+        stepped = await transcript(False, False)
+        assert await transcript(True, False) == stepped
+        assert await transcript(True, True) == stepped
 
     run(body)
 
