@@ -30,7 +30,8 @@ import pstats
 import time
 
 from saslauth import logbatch, logs, loops
-from saslauth.session import Session, SessionSettings
+from saslauth.session import Session
+from saslauth.sessionsettings import SessionSettings
 from saslauth.usernames import UsernamePolicy
 from saslauth.verifier.client import VerifierClient, _Link
 

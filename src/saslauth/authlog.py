@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol
 
+from saslauth.attempt import Attempt
 from saslauth.logbatch import LineWriter
 from saslauth.logs import kv
 from saslauth.passdb import Lookup
@@ -25,23 +25,6 @@ _line = LineWriter(log)
 _SERVICES: dict[str, str] = {}
 _OUTCOMES: dict[int, tuple[Lookup | None, str]] = {}
 MEMO_LIMIT = 1024  # remembered service names, and Lookups; then the memory starts over
-
-
-class Attempt(Protocol):
-    """What the line names of an attempt (the session's pending request is one)."""
-
-    @property
-    def mechanism(self) -> str: ...
-    @property
-    def service(self) -> str: ...
-    @property
-    def rip(self) -> str | None: ...
-    @property
-    def lip(self) -> str | None: ...
-    @property
-    def secured(self) -> bool: ...
-    @property
-    def started(self) -> float: ...  # time.monotonic() when it began
 
 
 def write(result: str, user: str | None, attempt: Attempt, lookup: Lookup | None) -> None:

@@ -30,7 +30,8 @@ from saslauth.frontprep import (
     raise_nofile_limit,
     session_settings,
 )
-from saslauth.session import Session, SessionSettings
+from saslauth.session import Session
+from saslauth.sessionsettings import SessionSettings
 from saslauth.verifier.client import Send, VerifierClient
 
 log = logging.getLogger("saslauth.front")

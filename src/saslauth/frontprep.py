@@ -13,7 +13,7 @@ import resource
 from saslauth import loops
 from saslauth.config import Config
 from saslauth.limits.limiter import limiter_for
-from saslauth.session import SessionSettings
+from saslauth.sessionsettings import SessionSettings
 from saslauth.usernames import UsernamePolicy
 
 

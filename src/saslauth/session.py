@@ -12,101 +12,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Literal, cast
+from typing import cast
 
 from saslauth import authlog
 from saslauth import mechanisms as mech
+from saslauth.attempt import Attempt, fail_fields
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
-from saslauth.events import (
-    AuthRequest,
-    Cancel,
-    Challenge,
-    ClientEvent,
-    Continue,
-    Fail,
-    Fields,
-    Rejected,
-)
+from saslauth.events import AuthRequest, Cancel, Challenge, ClientEvent, Continue, Fail, Rejected
 from saslauth.passdb import Lookup, Verdict
 from saslauth.protocol import ServerConnection
-from saslauth.usernames import Identity, UsernamePolicy
+from saslauth.sessionsettings import SessionSettings
+from saslauth.usernames import Identity
 from saslauth.verifier import VerifyRequest, encode_fields, make_request, request_fields
 from saslauth.verifier.client import Done, Send, submitted
 from saslauth.wire import decode_text, encode_text
 
-if TYPE_CHECKING:
-    from saslauth.limits.limiter import Limiter
-
 log = logging.getLogger("saslauth.auth")
 
 IDLE_TIMEOUT = 150.0  # Dovecot's MASTER_AUTH_SERVER_TIMEOUT_SECS: a silent request is dropped
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSettings:
-    # Each configured mechanism's exchange() on one shared instance: mechanisms keep their
-    # per-request state in the generator, so one object per name serves every request.
-    exchanges: dict[str, Callable[[AuthRequest], mech.Exchange]]
-    # The mechanisms that can decide from an initial response alone (mech.Immediate), by name.
-    immediates: dict[str, Callable[[bytes], mech.VerifyPlain | mech.Failure]]
-    usernames: UsernamePolicy
-    failure_delay: float = 2.0
-    tempfail: Literal["fail", "disconnect"] = "fail"
-    spid: int = 0
-    mech_lines: list[tuple[str, list[str]]] = field(default_factory=list)
-    limiter: Limiter | None = None  # saslauth.limits: penalties and refusals around verify
-
-    @classmethod
-    def create(
-        cls,
-        names: list[str] | tuple[str, ...],
-        usernames: UsernamePolicy,
-        **kwargs: object,
-    ) -> SessionSettings:
-        known = mech.registry()
-        chosen = {name: known[name] for name in names}
-        lines = [(name, cls_.security.words()) for name, cls_ in chosen.items()]
-        exchanges: dict[str, Callable[[AuthRequest], mech.Exchange]] = {}
-        immediates: dict[str, Callable[[bytes], mech.VerifyPlain | mech.Failure]] = {}
-        for name, cls_ in chosen.items():
-            mechanism = cls_(usernames)
-            exchanges[name] = mechanism.exchange
-            if isinstance(mechanism, mech.Immediate):
-                immediates[name] = mechanism.immediate
-        return cls(exchanges, immediates, usernames, mech_lines=lines, **kwargs)  # type: ignore[arg-type]
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A request in progress: what its log line names (``authlog.Attempt``) and its state."""
-
-    id: int
-    mechanism: str
-    service: str
-    rip: str | None
-    lip: str | None
-    secured: bool
-    # The mechanism's generator; None when it decided at once (mech.Immediate) and only the
-    # password check named by ``identity`` is outstanding.
-    exchange: mech.Exchange | None
-    started: float
-    identity: Identity | None = None
-    timer: asyncio.TimerHandle | None = None
-
-    @classmethod
-    def of(cls, request: AuthRequest, exchange: mech.Exchange | None) -> _Pending:
-        return cls(
-            request.id,
-            request.mechanism,
-            request.service,
-            request.rip,
-            request.lip,
-            request.secured,
-            exchange,
-            time.monotonic(),
-        )
 
 
 class Session(asyncio.Protocol):
@@ -122,7 +46,7 @@ class Session(asyncio.Protocol):
         self.peer = peer
         self.conn = ServerConnection(settings.mech_lines)
         self.transport: asyncio.Transport | None = None
-        self.pending: dict[int, _Pending] = {}
+        self.pending: dict[int, Attempt] = {}
         self._loop = asyncio.get_event_loop()
         self.closed = asyncio.Event()
         self.on_idle: Callable[[], None] | None = None  # called when the last request ends
@@ -176,11 +100,11 @@ class Session(asyncio.Protocol):
         immediate = None if initial is None else self.settings.immediates.get(request.mechanism)
         if immediate is None:
             exchange = self.settings.exchanges[request.mechanism](request)
-            pending = _Pending.of(request, exchange)
+            pending = Attempt.of(request, exchange)
             self.pending[request.id] = pending
             self._step(pending, None)
             return
-        self._decide(_Pending.of(request, None), immediate, cast(bytes, initial))
+        self._decide(Attempt.of(request, None), immediate, cast(bytes, initial))
 
     def _begin_quick(
         self,
@@ -193,14 +117,14 @@ class Session(asyncio.Protocol):
         secured: bool,
     ) -> None:
         """_begin for what ServerConnection.quick_auth found (no AuthRequest was made)."""
-        pending = _Pending(
+        pending = Attempt(
             request_id, mechanism, decode_text(service), rip, lip, secured, None, time.monotonic()
         )
         self._decide(pending, self.settings.immediates[mechanism], initial)
 
     def _decide(
         self,
-        pending: _Pending,
+        pending: Attempt,
         immediate: Callable[[bytes], mech.VerifyPlain | mech.Failure],
         initial: bytes,
     ) -> None:
@@ -248,7 +172,7 @@ class Session(asyncio.Protocol):
         self._drop(request_id)
         self.conn.expire(request_id)
 
-    def _step(self, pending: _Pending, reply: mech.Reply | None) -> None:
+    def _step(self, pending: Attempt, reply: mech.Reply | None) -> None:
         try:
             effect = cast(mech.Exchange, pending.exchange).send(reply)  # type: ignore[arg-type]
         except StopIteration as stop:
@@ -264,13 +188,13 @@ class Session(asyncio.Protocol):
             return
         self._check(pending, effect)
 
-    def _mechanism_bug(self, pending: _Pending) -> None:
+    def _mechanism_bug(self, pending: Attempt) -> None:
         """A mechanism raised (called from its except block): a temporary failure of this
         request only, logged with the traceback."""
         log.exception("bug in mechanism %s", pending.mechanism)
         self._fail(pending, mech.Failure(None, Lookup(Verdict.INTERNAL_FAILURE)))
 
-    def _check(self, pending: _Pending, effect: mech.VerifyPlain) -> None:
+    def _check(self, pending: Attempt, effect: mech.VerifyPlain) -> None:
         """Ask the verifier (through the limiter, if any) to check a password."""
         limiter = self.settings.limiter
         if limiter is None:
@@ -298,11 +222,11 @@ class Session(asyncio.Protocol):
     def _submit(self, request: VerifyRequest, done: Done) -> None:
         self._send(request_fields(request), done)
 
-    def _limited(self, pending: _Pending, future: asyncio.Future[Lookup]) -> None:
+    def _limited(self, pending: Attempt, future: asyncio.Future[Lookup]) -> None:
         error = future.exception()
         self._verified(pending, future.result() if error is None else error)
 
-    def _verified(self, pending: _Pending, result: Lookup | BaseException) -> None:
+    def _verified(self, pending: Attempt, result: Lookup | BaseException) -> None:
         if self.pending.get(pending.id) is not pending:
             return  # cancelled, aborted or disconnected meanwhile: never answer
         if type(result) is not Lookup:
@@ -316,13 +240,13 @@ class Session(asyncio.Protocol):
         else:  # an immediate mechanism's check: the judgement its exchange would return
             self._finish(pending, mech.judged(cast(Identity, pending.identity), result))
 
-    def _finish(self, pending: _Pending, outcome: mech.Outcome) -> None:
+    def _finish(self, pending: Attempt, outcome: mech.Outcome) -> None:
         if type(outcome) is mech.Success:
             self._succeed(pending, outcome.identity, outcome.lookup)
         else:
             self._fail(pending, cast(mech.Failure, outcome))
 
-    def _succeed(self, pending: _Pending, identity: Identity, lookup: Lookup) -> None:
+    def _succeed(self, pending: Attempt, identity: Identity, lookup: Lookup) -> None:
         request_id = pending.id
         del self.pending[request_id]
         fields = lookup.extra + identity.reply_fields()
@@ -330,7 +254,7 @@ class Session(asyncio.Protocol):
         authlog.write("ok", identity.user, pending, lookup)
         self._maybe_idle()
 
-    def _fail(self, pending: _Pending, outcome: mech.Failure) -> None:
+    def _fail(self, pending: Attempt, outcome: mech.Failure) -> None:
         request_id = pending.id
         lookup = outcome.lookup
         temporary = lookup is not None and lookup.verdict is Verdict.INTERNAL_FAILURE
@@ -343,7 +267,7 @@ class Session(asyncio.Protocol):
             self._close()
             return
         nodelay = lookup is not None and lookup.nodelay
-        reply = Fail(request_id, _fail_fields(identity, lookup, temporary=temporary))
+        reply = Fail(request_id, fail_fields(identity, lookup, temporary=temporary))
         delay = 0.0 if nodelay else pending.started + self.settings.failure_delay - time.monotonic()
         if delay <= 0:
             self._send_failure(pending, reply)
@@ -351,7 +275,7 @@ class Session(asyncio.Protocol):
             # The id stays active until the FAIL is sent, so it is never answered twice.
             pending.timer = self._loop.call_later(delay, self._send_failure, pending, reply)
 
-    def _send_failure(self, pending: _Pending, reply: Fail) -> None:
+    def _send_failure(self, pending: Attempt, reply: Fail) -> None:
         if self.pending.get(reply.id) is not pending:
             return
         del self.pending[reply.id]
@@ -370,19 +294,3 @@ class Session(asyncio.Protocol):
 
     def _peer_text(self) -> str:
         return f" from {self.peer}" if self.peer else ""
-
-
-def _fail_fields(identity: Identity | None, lookup: Lookup | None, *, temporary: bool) -> Fields:
-    """FAIL fields in Dovecot's order: user, nodelay, code, passdb fields, original_user."""
-    fields: list[tuple[str, str | None]] = []
-    if identity is not None:
-        fields.append(("user", identity.user))
-    if lookup is not None and lookup.nodelay:
-        fields.append(("nodelay", None))
-    if temporary:
-        fields.append(("code", "temp_fail"))
-    if lookup is not None:
-        fields.extend(lookup.extra)
-    if identity is not None:
-        fields.extend(identity.reply_fields())
-    return tuple(fields)

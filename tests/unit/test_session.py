@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from saslauth.logs import kv
 from saslauth.passdb import Lookup, Verdict
-from saslauth.session import Session, SessionSettings
+from saslauth.session import Session
+from saslauth.sessionsettings import SessionSettings
 from saslauth.usernames import UsernamePolicy
 from saslauth.verifier import VerifyRequest, decode_request
 from saslauth.verifier.client import Done
