@@ -3,7 +3,9 @@
 This is the single place that maps outcomes and exceptions to wire lines.  No task per
 request: mechanisms are generators resumed from callbacks (verifier answers, timers), except
 that one that can decide from an initial response alone (PLAIN: ``mech.Immediate``) is asked in
-one call, with no generator to step.
+one call, with no generator to step.  The usual read, one whole AUTH line of such a request,
+goes from ``ServerConnection.quick_auth`` to that call and on to the verifier line without an
+AuthRequest or VerifyRequest being made (the transcript tests compare the three paths).
 """
 
 from __future__ import annotations
