@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from saslauth.saslprep import saslprep, saslprep_bytes
 from saslauth.values import value
@@ -53,8 +54,24 @@ class UsernamePolicy:
     max_length: int = DEFAULT_MAX_LENGTH
     saslprep: bool = False
     utf8_passwords: bool = True
+    # identify()'s answers by name: the policy is frozen and an Identity immutable, so a name
+    # always gets the same one; bounded (MEMO_LIMIT names, then it starts over).
+    _known: dict[str, Identity] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+
+    MEMO_LIMIT: ClassVar[int] = 4096
 
     def identify(self, name: str) -> Identity:
+        """Who ``name`` is under this policy (remembered: logins repeat a few names)."""
+        known = self._known.get(name)
+        if known is None:
+            if len(self._known) >= self.MEMO_LIMIT:
+                self._known.clear()
+            known = self._known[name] = self._identify(name)
+        return known
+
+    def _identify(self, name: str) -> Identity:
         user = name
         if self.default_domain and "@" not in user:
             user = f"{user}@{self.default_domain}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -187,3 +189,29 @@ def test_plain_immediate_is_its_exchange(
         with pytest.raises(StopIteration) as stop:
             gen.send(lookup)
         assert stop.value.value == mech.judged(effect.identity, lookup)
+
+
+_NAMES = st.sampled_from(["alice", "Alice", "bob", "al ice", "\udcff", "", "x" * 300, "é", "Ⅸ"])
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(_NAMES, max_size=12),
+    st.sampled_from(
+        [{}, {"saslprep": True}, {"default_domain": "example.org", "lowercase": False}]
+    ),
+)
+def test_identify_remembers_exactly_what_it_would_work_out(
+    names: list[str], options: dict[str, Any]
+) -> None:
+    """identify() answers from its memory what a fresh policy works out, also after the
+    memory filled up and started over."""
+    policy = UsernamePolicy(**options)
+    for index, name in enumerate(names * 2):
+        if index == len(names):  # the second round: fill the memory up past its limit
+            for filler in range(UsernamePolicy.MEMO_LIMIT):
+                policy.identify(f"filler{filler}")
+        assert policy.identify(name) == UsernamePolicy(**options).identify(name)
+    assert policy.identify("bob") is policy.identify("bob")
+    assert len(policy._known) <= UsernamePolicy.MEMO_LIMIT
+    assert policy == UsernamePolicy(**options)  # the memory is no part of the value
