@@ -294,6 +294,8 @@ class ServerConnection:
 
     def send(self, event: ServerEvent) -> bytes:
         """Render a reply and update the request's state."""
+        if isinstance(event, Ok):
+            return self.ok(event.id, event.user, event.fields)
         state = self.requests.get(event.id)
         if state is not RequestState.BUSY:
             raise LocalProtocolError(f"reply for request {event.id} in state {state}")
@@ -301,8 +303,6 @@ class ServerConnection:
         if isinstance(event, Challenge):
             self.requests[event.id] = RequestState.WAITING
             return b"CONT\t" + head + b"\t" + wire.b64encode(event.data) + b"\n"
-        if isinstance(event, Ok):
-            return self.ok(event.id, event.user, event.fields)
         del self.requests[event.id]
         return _render([b"FAIL", head], event.fields)
 
