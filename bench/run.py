@@ -674,6 +674,7 @@ def run_case(
         dovecot = start_dovecot_auth(workdir / "dovecot", passwd, client_limit=client_limit)
         stack.callback(dovecot.stop)
         extra = f"log_level: {args.saslauth_log_level}\nevent_loop: {args.event_loop}\n"
+        extra += f"auth_log: {args.saslauth_auth_log}\n"
         if args.verifier_threads is not None:
             extra += f"verifier:\n  threads: {args.verifier_threads}\n"
         extra += f"fronts: {args.fronts}\n"
@@ -821,7 +822,8 @@ def format_case(res: CaseResult, args: argparse.Namespace) -> str:
             else ""
         ),
         f"   saslauth: verification cache {'on' if cache_on(CASES[res.case], args) else 'off'}, "
-        f"event_loop {args.event_loop}, fronts {args.fronts}, Python {args.python_version}; "
+        f"event_loop {args.event_loop}, fronts {args.fronts}, auth_log {args.saslauth_auth_log}, "
+        f"Python {args.python_version}; "
         "dovecot: "
         + (
             f"default settings except {', '.join(res.dovecot_conf)} (default 1000: too few for "
@@ -969,6 +971,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="info",
         choices=("debug", "info", "warning", "error"),
         help="saslauth log_level (info logs one line per authentication)",
+    )
+    p.add_argument(
+        "--saslauth-auth-log",
+        default="all",
+        choices=("all", "failures"),
+        help="saslauth auth_log (failures: no line for a successful authentication)",
     )
     p.add_argument(
         "--saslauth-cache",

@@ -156,6 +156,8 @@ class Config(Model):
     cache: CacheSettings | None = None
     passdb: tuple[PassdbSettings, ...] = Field(min_length=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # which attempts get an auth: line: all of them, or failures only (Dovecot's auth_verbose)
+    auth_log: Literal["all", "failures"] = "all"
     limits: LimitsSettings | None = None  # absent: no limits (README, "Abuse resistance")
     # auto: uvloop when it is installed (the saslauth[uvloop] extra), else asyncio's own loop
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"

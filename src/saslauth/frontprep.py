@@ -34,6 +34,7 @@ def session_settings(config: Config) -> SessionSettings:
         tempfail=config.tempfail,
         spid=os.getpid(),
         limiter=limiter_for(config.limits, config.failure_delay),
+        log_successes=config.auth_log == "all",
     )
 
 

@@ -32,6 +32,7 @@ class FrontSettings(BaseModel):
     failure_delay: Duration
     tempfail: Literal["fail", "disconnect"]
     log_level: Literal["debug", "info", "warning", "error"]
+    auth_log: Literal["all", "failures"]
 
     def apply(self, config: Config) -> Config:
         keys = type(self).model_fields

@@ -253,7 +253,8 @@ class Session(asyncio.Protocol):
         del self.pending[request_id]
         fields = lookup.extra + identity.reply_fields()
         self._write(self.conn.ok(request_id, identity.user, fields))
-        authlog.write("ok", identity.user, pending, lookup)
+        if self.settings.log_successes:
+            authlog.write("ok", identity.user, pending, lookup)
         self._maybe_idle()
 
     def _fail(self, pending: Attempt, outcome: mech.Failure) -> None:

@@ -28,6 +28,7 @@ class SessionSettings:
     spid: int = 0
     mech_lines: list[tuple[str, list[str]]] = field(default_factory=list)
     limiter: Limiter | None = None  # saslauth.limits: penalties and refusals around verify
+    log_successes: bool = True  # an auth: line for every attempt, or (False) failures only
 
     @classmethod
     def create(

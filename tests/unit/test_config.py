@@ -121,3 +121,17 @@ def test_fronts_with_limits_is_one_front() -> None:
     assert off.front_count == 2
     (problem,) = problems(MINIMAL + "limits: {}\nfronts: 2\n")
     assert problem.startswith("s.yaml:7: fronts: with limits on, one front only")
+
+
+def test_auth_log_reaches_the_sessions() -> None:
+    """auth_log: failures turns off the line for successful attempts only; anything else is
+    an error naming file and line."""
+    from saslauth.frontprep import session_settings
+
+    assert config.parse(MINIMAL, "s.yaml").auth_log == "all"
+    assert session_settings(config.parse(MINIMAL, "s.yaml")).log_successes
+    quiet = config.parse(MINIMAL + "auth_log: failures\n", "s.yaml")
+    assert quiet.auth_log == "failures" and not session_settings(quiet).log_successes
+    assert problems(MINIMAL + "auth_log: none\n") == [
+        "s.yaml:6: auth_log: Input should be 'all' or 'failures'"
+    ]

@@ -58,6 +58,7 @@ class Harness:
         outage: bool = False,
         immediate: bool = True,
         quick: bool = True,
+        log_successes: bool = True,
     ) -> None:
         self.requests: list[VerifyRequest] = []
         self.outage = outage
@@ -66,6 +67,7 @@ class Harness:
         )
         if not immediate:  # every mechanism stepped as a generator, PLAIN's shortcut unused
             settings = dataclasses.replace(settings, immediates={})
+        settings = dataclasses.replace(settings, log_successes=log_successes)
         self.session = Session(settings, self.to_verifier, 1, "00" * 16)
         if not quick:  # AUTH lines always parsed into an AuthRequest (no quick_auth)
             self.session.conn.quick_auth = lambda data, mechanisms: None  # type: ignore[method-assign]
@@ -504,5 +506,40 @@ def test_a_bug_in_a_mechanism_is_a_temporary_failure(
             assert await h.send(f"AUTH\t2\tPLAIN\tservice=smtp\tresp={GOOD}") == [
                 "OK\t2\tuser=alice"
             ]
+
+    run(body)
+
+
+@pytest.mark.parametrize("log_successes", [True, False])
+def test_auth_log_failures_only(log_successes: bool) -> None:
+    """auth_log: failures (log_successes off) drops the line of a successful attempt only;
+    the replies are the same either way."""
+
+    async def body() -> None:
+        h = Harness(log_successes=log_successes)
+        logged = _AuthLines()
+        logger = logging.getLogger("saslauth.auth")
+        level = logger.level
+        logger.addHandler(logged)
+        logger.setLevel(logging.INFO)
+        try:
+            await _connected(h)
+            replies = await h.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={GOOD}")
+            replies += await h.send("AUTH\t2\tPLAIN\tservice=smtp\tresp=AGFsaWNlAHdyb25n")
+            replies += await h.send("AUTH\t3\tLOGIN\tservice=smtp", "CONT\t3\tYWxpY2U=")
+            replies += await h.send("CONT\t3\tc2VjcmV0")
+        finally:
+            logger.removeHandler(logged)
+            logger.setLevel(level)
+        assert replies == [
+            "OK\t1\tuser=alice",
+            "FAIL\t2\tuser=alice",
+            "CONT\t3\tVXNlcm5hbWU6",
+            "CONT\t3\tUGFzc3dvcmQ6",
+            "OK\t3\tuser=alice",
+        ]
+        results = [line.split()[1] for line in logged.lines]
+        expected = ["result=ok", "result=fail", "result=ok"] if log_successes else ["result=fail"]
+        assert results == expected
 
     run(body)
