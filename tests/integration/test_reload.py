@@ -227,3 +227,33 @@ def test_reload_whose_new_verifier_dies_leaves_both_fronts_serving() -> None:
             for client, _ in clients:
                 client.close()
             daemon.stop()
+
+
+def test_reload_to_auth_log_failures_drops_success_lines_of_new_connections() -> None:
+    """auth_log is reloadable: after a reload to ``failures`` a new connection's successful
+    login has no auth: line, its failed one has; the connection open before keeps ``all``."""
+    with public_tmpdir("sarl-") as work:
+        (work / "users").write_text("bob:{PLAIN}bobpw\n")
+        config = work / "saslauth.yaml"
+        config.write_text(config_text(work / "auth", work / "users", fronts=1))
+        daemon = start_saslauth(config, work / "auth")
+        try:
+            with AuthClient.connect(str(daemon.socket), timeout=15) as before:
+                before.handshake()
+                assert _login(before, 1, "bobpw") == "OK\t1\tuser=bob"
+                daemon.wait_log("auth: result=ok user=bob")
+                quiet = "auth_log: failures\n"
+                config.write_text(config_text(work / "auth", work / "users", "0", 1, quiet))
+                daemon.proc.send_signal(signal.SIGHUP)
+                wait_until(partial(_reloads_reach, daemon, 1), 15, what="the reload")
+                with AuthClient.connect(str(daemon.socket), timeout=15) as after:
+                    after.handshake()
+                    assert _login(after, 1, "bobpw") == "OK\t1\tuser=bob"
+                    assert _login(after, 2, "wrong") == "FAIL\t2\tuser=bob"
+                daemon.wait_log("auth: result=fail user=bob")
+                assert _login(before, 2, "bobpw") == "OK\t2\tuser=bob"  # greeted before: all
+                wait_until(lambda: daemon.log_text().count("auth: result=ok") == 2, 10)
+            time.sleep(0.3)  # any line still on its way
+            assert daemon.log_text().count("auth: result=ok") == 2
+        finally:
+            daemon.stop()
