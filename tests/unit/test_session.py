@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import re
@@ -397,6 +398,21 @@ class _AuthLines(logging.Handler):
         self.lines.append(re.sub(r" latency_ms=[0-9.]+$", "", record.getMessage()))
 
 
+@contextlib.contextmanager
+def _auth_lines() -> Iterator[_AuthLines]:
+    """The auth: lines logged meanwhile (saslauth.auth at INFO, whatever the root's level)."""
+    logged = _AuthLines()
+    logger = logging.getLogger("saslauth.auth")
+    level = logger.level
+    logger.addHandler(logged)
+    logger.setLevel(logging.INFO)
+    try:
+        yield logged
+    finally:
+        logger.removeHandler(logged)
+        logger.setLevel(level)
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(_PLAIN_LINES, _LINES), max_size=10), st.booleans(), st.booleans())
 def test_plain_shortcut_answers_as_the_generator(
@@ -412,16 +428,8 @@ def test_plain_shortcut_answers_as_the_generator(
         h = Harness(
             delay=0.01 if delay else 0.0, outage=outage, immediate=immediate, quick=quick
         )
-        logged = _AuthLines()
-        logger = logging.getLogger("saslauth.auth")
-        level = logger.level
-        logger.addHandler(logged)
-        logger.setLevel(logging.INFO)
-        try:
+        with _auth_lines() as logged:
             replies = await _play(h, lines, settle=0.03)
-        finally:
-            logger.removeHandler(logged)
-            logger.setLevel(level)
         # the lines are captured (every OK was logged as one)
         oks = sum(line.startswith("auth: result=ok ") for line in logged.lines)
         assert oks == sum(reply.startswith("OK\t") for reply in replies)
@@ -517,20 +525,12 @@ def test_auth_log_failures_only(log_successes: bool) -> None:
 
     async def body() -> None:
         h = Harness(log_successes=log_successes)
-        logged = _AuthLines()
-        logger = logging.getLogger("saslauth.auth")
-        level = logger.level
-        logger.addHandler(logged)
-        logger.setLevel(logging.INFO)
-        try:
+        with _auth_lines() as logged:
             await _connected(h)
             replies = await h.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={GOOD}")
             replies += await h.send("AUTH\t2\tPLAIN\tservice=smtp\tresp=AGFsaWNlAHdyb25n")
             replies += await h.send("AUTH\t3\tLOGIN\tservice=smtp", "CONT\t3\tYWxpY2U=")
             replies += await h.send("CONT\t3\tc2VjcmV0")
-        finally:
-            logger.removeHandler(logged)
-            logger.setLevel(level)
         assert replies == [
             "OK\t1\tuser=alice",
             "FAIL\t2\tuser=alice",
