@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Container, Iterable
-from typing import cast
 
 from saslauth import wire
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
@@ -102,12 +101,18 @@ class ServerConnection:
         """``receive_data(data)`` then ``next_event()`` when ``data`` is one whole AUTH line
         (no CR or NUL, within the length limit) and nothing is buffered: the usual read, parsed
         without the buffer's bookkeeping.  None, with nothing consumed, for anything else."""
+        line = self._whole_auth_line(data)
+        return None if line is None else self._auth(line)
+
+    def _whole_auth_line(self, data: bytes) -> bytes | None:
+        """``data`` without its LF when it is one whole AUTH line (no CR or NUL, within the
+        length limit) and nothing is buffered; None otherwise."""
         if self._buffer or self.handshake is not Handshake.READY or data[:5] != b"AUTH\t":
             return None
         end = len(data) - 1
         if data.find(b"\n") != end or end >= wire.MAX_LINE or 13 in data or 0 in data:
             return None
-        return self._auth(data[:end])
+        return data[:end]
 
     def quick_auth(self, data: bytes, mechanisms: Container[str]) -> QuickAuth | None:
         """:meth:`auth_line` for the commonest request, without an AuthRequest: one whole AUTH
@@ -119,16 +124,16 @@ class ServerConnection:
         The fields are those ``_auth`` reads (``service``, ``lip``, ``rip``, ``secured``), the
         same rules; the service comes as sent, a field that needs no escaping.
         """
-        if self._buffer or self.handshake is not Handshake.READY or data[:5] != b"AUTH\t":
+        line = self._whole_auth_line(data)
+        if line is None or 1 in line:  # (an escape byte: the general parse unescapes)
             return None
-        end = len(data) - 1
-        if data.find(b"\n") != end or end >= wire.MAX_LINE or 13 in data or 0 in data or 1 in data:
-            return None
-        fields = data[:end].split(b"\t")
+        fields = line.split(b"\t")
         resp = fields[-1]
         last = len(fields) - 1
         mechanism = self._mech_names.get(fields[2]) if last >= 4 else None
-        if mechanism not in mechanisms or resp[:5] != b"resp=" or resp[5:] in _NO_RESP:
+        if mechanism is None or mechanism not in mechanisms:
+            return None
+        if resp[:5] != b"resp=" or resp[5:] in _NO_RESP:
             return None
         request_id = uint32(fields[1], nonzero=True)
         if request_id is None or request_id in self.requests:
@@ -153,7 +158,6 @@ class ServerConnection:
         if service is None or initial is None:
             return None
         self.requests[request_id] = RequestState.BUSY
-        mechanism = cast(str, mechanism)
         return request_id, mechanism, service, initial, address(lip), address(rip), secured
 
     def next_event(self) -> ClientEvent | None:
@@ -296,9 +300,7 @@ class ServerConnection:
         """Render a reply and update the request's state."""
         if isinstance(event, Ok):
             return self.ok(event.id, event.user, event.fields)
-        state = self.requests.get(event.id)
-        if state is not RequestState.BUSY:
-            raise LocalProtocolError(f"reply for request {event.id} in state {state}")
+        self._check_busy(event.id)
         head = b"%d" % event.id
         if isinstance(event, Challenge):
             self.requests[event.id] = RequestState.WAITING
@@ -308,13 +310,17 @@ class ServerConnection:
 
     def ok(self, request_id: int, user: str, fields: Fields) -> bytes:
         """``send(Ok(request_id, user, fields))`` without the Ok (the session's usual reply)."""
-        state = self.requests.get(request_id)
-        if state is not RequestState.BUSY:
-            raise LocalProtocolError(f"reply for request {request_id} in state {state}")
+        self._check_busy(request_id)
         del self.requests[request_id]
         if not fields:  # the usual OK: nothing but the user name
             return b"OK\t%d\tuser=%s\n" % (request_id, wire.encode_text(user))
         return _render([b"OK", b"%d" % request_id, b"user=" + wire.encode_text(user)], fields)
+
+    def _check_busy(self, request_id: int) -> None:
+        """Only a BUSY request may be answered (the server's turn): else it is our bug."""
+        state = self.requests.get(request_id)
+        if state is not RequestState.BUSY:
+            raise LocalProtocolError(f"reply for request {request_id} in state {state}")
 
     @staticmethod
     def reject(event: Rejected) -> bytes:
