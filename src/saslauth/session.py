@@ -28,7 +28,7 @@ from saslauth.sessionsettings import SessionSettings
 from saslauth.usernames import Identity
 from saslauth.verifier import VerifyRequest, encode_fields, make_request, request_fields
 from saslauth.verifier.client import Done, Send, submitted
-from saslauth.wire import decode_text, encode_text
+from saslauth.wire import decode_text
 
 log = logging.getLogger("saslauth.auth")
 
@@ -198,19 +198,7 @@ class Session(asyncio.Protocol):
 
     def _check(self, pending: Attempt, effect: mech.VerifyPlain) -> None:
         """Ask the verifier (through the limiter, if any) to check a password."""
-        limiter = self.settings.limiter
-        if limiter is None:
-            fields = encode_fields(
-                encode_text(effect.identity.user),
-                effect.password,
-                encode_text(pending.service),
-                pending.rip,
-                pending.lip,
-                pending.secured,
-            )
-            self._send(fields, partial(self._verified, pending))
-            return
-        verify_request = make_request(
+        values = (
             effect.identity.user,
             effect.password,
             pending.service,
@@ -218,7 +206,11 @@ class Session(asyncio.Protocol):
             pending.lip,
             pending.secured,
         )
-        future = limiter.verify(partial(submitted, self._submit), verify_request)
+        limiter = self.settings.limiter
+        if limiter is None:  # the line itself: no VerifyRequest to build and encode
+            self._send(encode_fields(*values), partial(self._verified, pending))
+            return
+        future = limiter.verify(partial(submitted, self._submit), make_request(*values))
         future.add_done_callback(partial(self._limited, pending))
 
     def _submit(self, request: VerifyRequest, done: Done) -> None:

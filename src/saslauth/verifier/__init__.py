@@ -41,19 +41,17 @@ def encode_request(seq: int, req: VerifyRequest) -> bytes:
 def request_fields(req: VerifyRequest) -> bytes:
     """A request line after its sequence number, TABs and LF included (what the front's
     sessions hand to :meth:`saslauth.verifier.client.VerifierClient.send`)."""
-    user, service = wire.encode_text(req.user), wire.encode_text(req.service)
-    return encode_fields(user, req.password, service, req.rip, req.lip, req.secured)
+    return encode_fields(req.user, req.password, req.service, req.rip, req.lip, req.secured)
 
 
 def encode_fields(
-    user: bytes, password: bytes, service: bytes, rip: str | None, lip: str | None, secured: bool
+    user: str, password: bytes, service: str, rip: str | None, lip: str | None, secured: bool
 ) -> bytes:
-    """:func:`request_fields` from ``user`` and ``service`` already encoded and escaped
-    (``wire.encode_text``) and the password as given (escaped here)."""
+    """:func:`request_fields` from the values themselves, without a VerifyRequest."""
     return b"\t%s\t%s\t%s\t%s\t%s\t%s\n" % (
-        user,
+        wire.encode_text(user),
         wire.escape(password),
-        service,
+        wire.encode_text(service),
         (rip or "").encode(),
         (lip or "").encode(),
         b"1" if secured else b"0",
