@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import ClassVar, Protocol
@@ -34,6 +34,11 @@ class PassDB(Protocol):
         ...
 
 
+# A passdb's optional ``answer_now(user, password)``: verify_plain's answer when it needs no
+# waiting, else None (then verify_plain).  Raises BackendError as verify_plain does.
+AnswerNow = Callable[[str, bytes], Lookup | None]
+
+
 def _allowed(nets: str, rip: str | None) -> bool:
     for net in nets.replace(",", " ").split():
         if net == "local":
@@ -54,13 +59,14 @@ def _allowed(nets: str, rip: str | None) -> bool:
 HIDDEN_FIELDS = frozenset({"user", "allow_nets"})
 
 
-def apply_fields(lookup: Lookup, request: VerifyRequest) -> Lookup:
+def apply_fields(lookup: Lookup, rip: str | None) -> Lookup:
     """Apply the generic extra fields to a passdb's answer, exactly as Dovecot 2.3 does.
 
     ``user=`` renames the user, also in a FAIL.  ``allow_nets`` turns a right password from
-    elsewhere into a plain (delayed) failure.  On a failure nothing else is returned, not even
-    ``nodelay``.  On success the other fields, ``nologin`` and ``nodelay`` included, go back in
-    OK; when every field was hidden, Dovecot leaves one empty field, and so do we.
+    elsewhere (``rip``, the client's address) into a plain (delayed) failure.  On a failure
+    nothing else is returned, not even ``nodelay``.  On success the other fields, ``nologin``
+    and ``nodelay`` included, go back in OK; when every field was hidden, Dovecot leaves one
+    empty field, and so do we.
     """
     if not lookup.extra:
         return lookup  # nothing to apply: the steps below would rebuild an equal Lookup
@@ -71,12 +77,12 @@ def apply_fields(lookup: Lookup, request: VerifyRequest) -> Lookup:
     if lookup.verdict is not Verdict.OK:
         return replace(lookup, user=user, extra=())
     nets = extra.get("allow_nets")
-    if nets is not None and not _allowed(nets, request.rip):
+    if nets is not None and not _allowed(nets, rip):
         return Lookup(
             Verdict.PASSWORD_MISMATCH,
             user=user,
             backend=lookup.backend,
-            log_reason=f"allow_nets check failed for rip {request.rip or 'unknown'}",
+            log_reason=f"allow_nets check failed for rip {rip or 'unknown'}",
         )
     visible = tuple((k, v) for k, v in lookup.extra if k not in HIDDEN_FIELDS)
     if lookup.extra and not visible:
@@ -97,9 +103,20 @@ def _ask(
     )
 
 
+def _outage(passdb: PassDB, exc: BackendError) -> Lookup:
+    log.error("passdb %s: %s", passdb.name, exc)
+    return Lookup(Verdict.INTERNAL_FAILURE, backend=passdb.name, log_reason=str(exc))
+
+
 class Chain:
     def __init__(self, passdbs: Sequence[PassDB]) -> None:
         self.passdbs = list(passdbs)
+        # The passdb that can answer_now, when it is the only one (the chain's rules then come
+        # down to apply_fields); its answers never go through the cache (hash_cache).
+        only = self.passdbs[0] if len(self.passdbs) == 1 else None
+        self._now: AnswerNow | None = getattr(only, "answer_now", None)
+        if only is not None and not getattr(only, "hash_cache", False):
+            self._now = None
 
     async def start(self, stack: AsyncExitStack) -> None:
         """Let drivers that hold resources (pools, watchers) open them on the verifier's stack.
@@ -112,6 +129,18 @@ class Chain:
             if start is not None:
                 await start(stack)
 
+    def answer_now(self, user: str, password: bytes, rip: str | None) -> Lookup | None:
+        """verify_plain's answer for a request of these values, when the chain can give it
+        without waiting (one passdb whose answer_now has it); None otherwise."""
+        now = self._now
+        if now is None:
+            return None
+        try:
+            lookup = now(user, password)
+        except BackendError as exc:
+            return _outage(self.passdbs[0], exc)
+        return None if lookup is None else apply_fields(lookup, rip)
+
     async def verify_plain(self, request: VerifyRequest) -> Lookup:
         internal: Lookup | None = None
         failure: Lookup | None = None
@@ -120,12 +149,9 @@ class Chain:
             try:
                 lookup = await _ask(passdb, request, cache)
             except BackendError as exc:
-                log.error("passdb %s: %s", passdb.name, exc)
-                internal = Lookup(
-                    Verdict.INTERNAL_FAILURE, backend=passdb.name, log_reason=str(exc)
-                )
+                internal = _outage(passdb, exc)
                 continue
-            lookup = apply_fields(lookup, request)
+            lookup = apply_fields(lookup, request.rip)
             if lookup.verdict is Verdict.OK:
                 return lookup
             if lookup.verdict is Verdict.INTERNAL_FAILURE:

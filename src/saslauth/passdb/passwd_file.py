@@ -157,30 +157,45 @@ class PasswdFile:
             cache.remember(user, password, stored, matched)
         return matched
 
-    async def verify_plain(self, request: VerifyRequest) -> Lookup:
+    def answer_now(self, user: str, password: bytes) -> Lookup | None:
+        """verify_plain's answer when it takes no waiting: the stored value is PLAIN (for an
+        unknown user, the dummy's is), or there is none to check; None otherwise, and then
+        verify_plain has the answer.  Raises BackendError as verify_plain does."""
         if not self._fresh:
             self._refresh()
-        user, password = request.user, request.password
         account = self._accounts.get(user)
         if account is None:
             entry = self._entries.get(user)
             if entry is None:
                 dummy = self._dummy  # the same work as a known user's wrong password
-                if dummy is not None:
-                    with contextlib.suppress(SchemeError):
-                        if dummy.plain is not None:
-                            dummy.plain(password)
-                        else:
-                            await self._check(password, dummy, user)
+                if dummy is None:
+                    return self._unknown
+                if dummy.plain is None:
+                    return None
+                dummy.plain(password)
                 return self._unknown
             if not entry.password:
                 return self._empty
             account = self._accounts[user] = self._account(entry)
+        if account.plain is None:
+            return None
+        return account.ok if account.plain(password) else account.mismatch
+
+    async def verify_plain(self, request: VerifyRequest) -> Lookup:
+        user, password = request.user, request.password
+        now = self.answer_now(user, password)
+        if now is not None:
+            return now
+        # A scheme other than PLAIN (answer_now has loaded the file and made the account).
+        account = self._accounts.get(user)
+        if account is None:
+            dummy = self._dummy
+            if dummy is not None:
+                with contextlib.suppress(SchemeError):
+                    await self._check(password, dummy, user)
+            return self._unknown
         try:
-            if account.plain is not None:
-                matched = account.plain(password)
-            else:
-                matched = await self._check(password, account, user)
+            matched = await self._check(password, account, user)
         except SchemeError as exc:
             # Once per user and problem (the message names the scheme, never the hash); every
             # attempt still says why in its own auth: line.

@@ -82,7 +82,22 @@ def make_request(
 
 
 def decode_request(line: bytes) -> tuple[int, VerifyRequest]:
-    fields = wire.split_fields(line)
+    return request_of(wire.split_fields(line))
+
+
+def usual_request(line: bytes) -> list[bytes] | None:
+    """The fields of a request line with nothing escaped in it, when decode_request would
+    take it; None for any other line (decode_request then answers for it)."""
+    if 1 in line:  # the escape byte
+        return None
+    fields = line.split(b"\t")
+    if len(fields) == 8 and fields[0] == b"V" and fields[1].isdigit():
+        return fields
+    return None
+
+
+def request_of(fields: list[bytes]) -> tuple[int, VerifyRequest]:
+    """decode_request for a line split (and unescaped) into its fields."""
     if len(fields) != 8 or fields[0] != b"V" or not fields[1].isdigit():
         raise VerifierError("malformed verify request")
     _, seq, user, password, service, rip, lip, secured = fields

@@ -70,20 +70,45 @@ class ChildProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             lines = self._reader.feed(data)
-            requests = [verifier.decode_request(line) for line in lines]
+            # Every line is read before any is served: garbage anywhere closes with no answer.
+            items = [
+                verifier.usual_request(line) or verifier.decode_request(line) for line in lines
+            ]
         except VerifierError as exc:
             log.error("front process sent garbage (%s); closing", exc)
             assert self._transport is not None
             self._transport.close()
             return
         outcome = verifycache.outcome
-        for seq, request in requests:
+        for item in items:
+            if isinstance(item, list):  # the usual line: answered here when the chain can
+                if self._answer_now(item):
+                    continue
+                item = verifier.request_of(item)
+            seq, request = item
             if outcome.get():  # tasks copy this context: each starts with no state
                 outcome.set("")  # (only set when it is not: it stays "" with no cache)
             if self._direct:
                 self._serve_direct(seq, request)
             else:
                 self._spawn(self._serve(seq, request, self._chain.verify_plain(request)))
+
+    def _answer_now(self, fields: list[bytes]) -> bool:
+        """Reply to a usual request line (verifier.usual_request) if the chain's answer_now
+        has the answer: no VerifyRequest, coroutine or cache (it is never consulted there)."""
+        _, seq, user, password, _, rip, _, _ = fields
+        name = user.decode("utf-8", "surrogateescape")
+        try:
+            lookup = self._chain.answer_now(
+                name, password, rip.decode("utf-8", "surrogateescape") if rip else None
+            )
+        except Exception:
+            log.exception("bug while verifying user %s", name)
+            lookup = _INTERNAL
+        if lookup is None:
+            return False
+        self._reply(int(seq), lookup, "")
+        return True
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro, context=contextvars.copy_context())
