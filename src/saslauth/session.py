@@ -28,7 +28,6 @@ from saslauth.sessionsettings import SessionSettings
 from saslauth.usernames import Identity
 from saslauth.verifier import VerifyRequest, encode_fields, make_request, request_fields
 from saslauth.verifier.client import Done, Send, submitted
-from saslauth.wire import decode_text
 
 log = logging.getLogger("saslauth.auth")
 
@@ -120,7 +119,14 @@ class Session(asyncio.Protocol):
     ) -> None:
         """_begin for what ServerConnection.quick_auth found (no AuthRequest was made)."""
         pending = Attempt(
-            request_id, mechanism, decode_text(service), rip, lip, secured, None, time.monotonic()
+            request_id,
+            mechanism,
+            service.decode("utf-8", "surrogateescape"),  # (wire.decode_text, inline)
+            rip,
+            lip,
+            secured,
+            None,
+            time.monotonic(),
         )
         self._decide(pending, self.settings.immediates[mechanism], initial)
 
@@ -137,11 +143,11 @@ class Session(asyncio.Protocol):
         except Exception:
             self._mechanism_bug(pending)
             return
-        if type(check) is mech.Failure:
+        if isinstance(check, mech.Failure):
             self._fail(pending, check)
             return
         pending.identity = check.identity
-        self._check(pending, cast(mech.VerifyPlain, check))
+        self._check(pending, check)
 
     def _continue(self, event: Continue) -> None:
         pending = self.pending.get(event.id)
@@ -226,13 +232,14 @@ class Session(asyncio.Protocol):
         if type(result) is not Lookup:
             log.error("verification failed: %s", result)
             result = Lookup(Verdict.INTERNAL_FAILURE, log_reason=str(result))
-        if pending.exchange is not None:
+        identity = pending.identity  # set with the check, unless an exchange asked for it
+        if pending.exchange is not None or identity is None:
             self._step(pending, result)
         elif result.verdict is Verdict.OK and not result.user:
             # judged()'s answer for the commonest case, without the Success to unpack
-            self._succeed(pending, cast(Identity, pending.identity), result)
+            self._succeed(pending, identity, result)
         else:  # an immediate mechanism's check: the judgement its exchange would return
-            self._finish(pending, mech.judged(cast(Identity, pending.identity), result))
+            self._finish(pending, mech.judged(identity, result))
 
     def _finish(self, pending: Attempt, outcome: mech.Outcome) -> None:
         if type(outcome) is mech.Success:

@@ -31,7 +31,7 @@ _B64_SPACE = re.compile(rb"[ \t\r\n]")
 
 def escape(value: bytes) -> bytes:
     """Tab-escape one field value (``str_append_tabescaped``)."""
-    if _NEEDS_ESCAPE.search(value) is None:
+    if value.isalnum() or _NEEDS_ESCAPE.search(value) is None:  # (ASCII letters and digits)
         return value
     return _NEEDS_ESCAPE.sub(lambda m: _ESCAPES[m.group()[0]], value)
 
