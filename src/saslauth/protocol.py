@@ -18,6 +18,7 @@ Rules, all from Dovecot 2.3 (``dovecot-auth-protocol.md`` sections 1-3):
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Container, Iterable
 
 from saslauth import wire
@@ -33,7 +34,7 @@ from saslauth.events import (
     Rejected,
     ServerEvent,
 )
-from saslauth.fieldvalues import address, port, uint32
+from saslauth.fieldvalues import MAX_ID, address, port, uint32
 
 SERVER_VERSION = (1, 2)  # what Dovecot 2.3 announces
 
@@ -46,6 +47,12 @@ REASON_BAD_CONTINUED = "Invalid base64 data in continued response"
 # What quick_auth finds: id, mechanism, service (a field as sent), initial response, lip, rip
 # (both in normal form, or None) and whether the connection is secured.
 QuickAuth = tuple[int, str, bytes, bytes, str | None, str | None, bool]
+# What Postfix sends (xsasl_dovecot_server.c), field by field; quick_auth reads it with one
+# match and goes through the fields one by one for any other order or set.
+_POSTFIX_AUTH = re.compile(
+    rb"AUTH\t([0-9]{1,10})\t([^\t]*)\tservice=([^\t]*)\tnologin"
+    rb"\tlip=([^\t]*)\trip=([^\t]*)(\tsecured)?\tresp=([^\t]+)"
+)
 _NO_RESP = (b"", b"=")  # resp values that are no initial response or an empty one: _auth's
 
 
@@ -127,6 +134,23 @@ class ServerConnection:
         line = self._whole_auth_line(data)
         if line is None or 1 in line:  # (an escape byte: the general parse unescapes)
             return None
+        postfix = _POSTFIX_AUTH.fullmatch(line)  # the fields in Postfix's order, in one match
+        if postfix is not None:
+            number, name, service, lip, rip, secured, resp = postfix.groups()
+            mechanism = self._mech_names.get(name)
+            wanted = int(number)
+            if (
+                mechanism is None
+                or mechanism not in mechanisms
+                or not 0 < wanted <= MAX_ID
+                or wanted in self.requests
+            ):
+                return None
+            initial = wire.b64decode(resp)  # (never empty here; "=" is not base64: None)
+            if initial is None:
+                return None
+            self.requests[wanted] = RequestState.BUSY
+            return wanted, mechanism, service, initial, address(lip), address(rip), bool(secured)
         fields = line.split(b"\t")
         resp = fields[-1]
         last = len(fields) - 1

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from saslauth import protocol
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
 from saslauth.events import (
     AuthRequest,
@@ -518,6 +520,58 @@ def test_quick_auth_is_the_buffered_parse(
         )
         assert expected.initial is not None  # only requests with an initial response
     assert quick.requests == slow.requests
+
+
+_ADDRESSES = [b"127.0.0.1", b"", b"::1", b"unknown", b"127.000.0.1", b"::FFFF:1.2.3.4", b"\xff"]
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(b"1", b"PLAIN", b"smtp", b"127.0.0.1", b"10.0.0.1", b"\tsecured", GOOD.encode(), False)
+@example(b"7", b"PLAIN", b"smtp", b"", b"", b"", GOOD.encode(), True)
+@given(
+    st.sampled_from([b"1", b"7", b"0", b"01", b"4294967295", b"4294967296", b"00000000001", b"x"]),
+    st.sampled_from([b"PLAIN", b"plain", b"LOGIN", b"CRAM-MD5", b""]),
+    st.sampled_from([b"smtp", b"", b"s=x", b"s\xffp", b"resp", b"smtp "]),
+    st.sampled_from(_ADDRESSES),
+    st.sampled_from(_ADDRESSES),
+    st.sampled_from([b"", b"\tsecured", b"\tsecured=", b"\tsecured\tsecured", b"\tnologin"]),
+    st.sampled_from([GOOD.encode(), b"", b"=", b"AA==", b"A", b"AA=A", b" AA==", b"AA==\tx"]),
+    st.booleans(),
+)
+def test_quick_auth_reads_postfix_lines_as_field_by_field(
+    monkeypatch: pytest.MonkeyPatch,
+    rid: bytes,
+    mech: bytes,
+    service: bytes,
+    lip: bytes,
+    rip: bytes,
+    secured: bytes,
+    resp: bytes,
+    busy: bool,
+) -> None:
+    """Lines in Postfix's field order (read with one match) give what the field-by-field
+    reading gives, and what receive_data + next_event give; the request tables end the same."""
+    data = b"AUTH\t%s\t%s\tservice=%s\tnologin\tlip=%s\trip=%s%s\tresp=%s\n" % (
+        rid, mech, service, lip, rip, secured, resp
+    )
+    matched, by_field, slow = ready(), ready(), ready()
+    for conn in (matched, by_field, slow):
+        if busy:  # id 7 is already active
+            feed(conn, "AUTH\t7\tLOGIN\tservice=smtp")
+    found = _outcome(lambda: matched.quick_auth(data, {"PLAIN"}))
+    with monkeypatch.context() as patch:
+        patch.setattr(protocol, "_POSTFIX_AUTH", re.compile(rb"(?!)"))  # matches nothing
+        assert _outcome(lambda: by_field.quick_auth(data, {"PLAIN"})) == found
+    assert matched.requests == by_field.requests
+    expected = _outcome(lambda: _buffered(slow, data))
+    if found is None:
+        assert _outcome(lambda: _buffered(matched, data)) == expected
+    else:
+        assert isinstance(found, tuple) and isinstance(expected, AuthRequest)
+        assert found[0] == expected.id and found[3] == expected.initial
+        assert found[4:] == (expected.lip, expected.rip, expected.secured)
+        assert found[2].decode("utf-8", "surrogateescape") == expected.service
+    assert matched.requests == slow.requests
 
 
 def test_quick_auth_takes_the_usual_postfix_line() -> None:
