@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TextIO
 
 from saslauth import logs
@@ -23,30 +24,32 @@ from saslauth import logs
 class BatchedStream:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
-        self._parts: list[str] = []
-        self._scheduled = False
+        self.parts: list[str] = []  # written since the last drain
+        self.scheduled = False  # a drain is due at the end of this loop turn
+        self.drains = 0  # drain() calls so far: which batch the parts belong to
 
     def write(self, text: str) -> int:
-        self._parts.append(text)
+        self.parts.append(text)
         return len(text)
 
     def flush(self) -> None:
-        if self._scheduled or not self._parts:
+        if self.scheduled or not self.parts:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.drain()
             return
-        self._scheduled = True
+        self.scheduled = True
         loop.call_soon(self.drain)
 
     def drain(self) -> None:
-        self._scheduled = False
-        if not self._parts:
+        self.scheduled = False
+        self.drains += 1
+        if not self.parts:
             return
-        text = "".join(self._parts)
-        self._parts.clear()
+        text = "".join(self.parts)
+        self.parts.clear()
         try:
             self.stream.write(text)
             self.stream.flush()
@@ -79,18 +82,28 @@ class LineWriter:
     :func:`install` left it: the logger has no handlers or filters of its own and the root's one
     handler is the batched one :func:`saslauth.logs.setup` made.  Anything else (a test's capture
     handler, a handler added later) gets the ordinary call, so no line is ever lost or changed.
+    The checks are made for the first line of each batch (loop turn); the level on every line.
     """
 
-    __slots__ = ("_level", "_logger")
+    __slots__ = ("_level", "_logger", "_route")
 
     def __init__(self, logger: logging.Logger, level: int = logging.INFO) -> None:
         self._logger = logger
         self._level = level
+        # The stream and renderer the last line went to, and that stream's batch then: the
+        # next lines of the same batch (the same loop turn) go there without the checks.
+        self._route: tuple[BatchedStream, Callable[[int, str], str], int] | None = None
 
     def __call__(self, message: str) -> None:
         logger = self._logger
         if not logger.isEnabledFor(self._level):
             return
+        route = self._route
+        if route is not None:
+            batched, rendering, batch = route
+            if batched.scheduled and batched.drains == batch:
+                batched.parts.append(rendering(self._level, message))
+                return
         handlers = logging.root.handlers
         if len(handlers) == 1 and not logger.filters and _propagates_to_root(logger):
             handler = handlers[0]
@@ -100,7 +113,9 @@ class LineWriter:
                 if render is not None and not handler.filters:
                     stream.write(render(self._level, message))
                     stream.flush()
+                    self._route = (stream, render, stream.drains)
                     return
+        self._route = None
         logger.log(self._level, "%s", message)
 
 

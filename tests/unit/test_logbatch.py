@@ -123,3 +123,47 @@ def test_line_writer_writes_exactly_what_logging_would(
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
+
+
+def test_line_writer_checks_the_route_once_per_loop_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first line of a loop turn is routed with every check; the others of that turn go
+    the same way, and a change made meanwhile counts from the next turn's first line on."""
+    from saslauth import logs
+
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.setup("info", "front")
+        target = CountingStream()
+        root.handlers[0].setStream(target)  # type: ignore[attr-defined]
+        streams = logbatch.install()
+        log = logging.getLogger("saslauth.auth")
+        writer = logbatch.LineWriter(log)
+        extra = CountingStream()
+
+        async def turns() -> None:
+            writer("one")
+            writer("two")
+            assert [part.split(": ", 1)[1] for part in streams[0].parts] == ["one\n", "two\n"]
+            log.addHandler(logging.StreamHandler(extra))
+            writer("three")  # this turn's route still
+            await asyncio.sleep(0)  # the turn ends: the batch is written
+            assert target.writes == 1 and extra.getvalue() == ""
+            logging.getLogger("saslauth.other").warning("other")  # a new batch begins
+            writer("four")  # checked again all the same: the new handler sees it
+            log.handlers.clear()
+            await asyncio.sleep(0)
+            writer("five")
+            root.setLevel(logging.WARNING)
+            writer("six")  # the level is checked on every line
+
+        asyncio.run(turns())
+        logbatch.drain(streams)
+    finally:
+        log.handlers.clear()
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    lines = [line.split(": ", 1)[1] for line in target.getvalue().splitlines()]
+    assert lines == ["one", "two", "three", "other", "four", "five"]
+    assert extra.getvalue() == "four\n"
