@@ -337,8 +337,8 @@ class ServerConnection:
         self._check_busy(request_id)
         del self.requests[request_id]
         if not fields:  # the usual OK: nothing but the user name
-            return b"OK\t%d\tuser=%s\n" % (request_id, wire.encode_text(user))
-        return _render([b"OK", b"%d" % request_id, b"user=" + wire.encode_text(user)], fields)
+            return b"OK\t%d\tuser=%s\n" % (request_id, wire.encode_name(user))
+        return _render([b"OK", b"%d" % request_id, b"user=" + wire.encode_name(user)], fields)
 
     def _check_busy(self, request_id: int) -> None:
         """Only a BUSY request may be answered (the server's turn): else it is our bug."""

@@ -68,6 +68,21 @@ def encode_text(value: str) -> bytes:
     return escape(value.encode("utf-8", "surrogateescape"))
 
 
+_KNOWN: dict[str, bytes] = {}
+KNOWN_LIMIT = 4096  # remembered values; then the memory starts over
+
+
+def encode_name(value: str) -> bytes:
+    """:func:`encode_text`, remembered: for values that repeat request after request (user
+    names, services).  Never for a secret: what it is given stays in memory."""
+    known = _KNOWN.get(value)
+    if known is None:
+        if len(_KNOWN) >= KNOWN_LIMIT:
+            _KNOWN.clear()
+        known = _KNOWN[value] = encode_text(value)
+    return known
+
+
 def decode_text(value: bytes) -> str:
     """Bytes from the wire as text, keeping invalid UTF-8 as surrogate escapes."""
     return value.decode("utf-8", "surrogateescape")

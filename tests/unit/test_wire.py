@@ -76,3 +76,16 @@ def test_base64_round_trip(data: bytes) -> None:
 def test_base64_never_raises(data: bytes) -> None:
     result = wire.b64decode(data)
     assert result is None or isinstance(result, bytes)
+
+
+@given(st.lists(st.text(), max_size=20))
+def test_encode_name_is_encode_text_remembered(values: list[str]) -> None:
+    for value in values + values:
+        assert wire.encode_name(value) == wire.encode_text(value)
+    assert len(wire._KNOWN) <= wire.KNOWN_LIMIT
+
+
+def test_encode_name_memory_is_bounded() -> None:
+    for number in range(wire.KNOWN_LIMIT + 10):
+        assert wire.encode_name(f"user{number}\t") == b"user%d\x01t" % number
+    assert 0 < len(wire._KNOWN) <= wire.KNOWN_LIMIT

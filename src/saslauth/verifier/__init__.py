@@ -49,9 +49,9 @@ def encode_fields(
 ) -> bytes:
     """:func:`request_fields` from the values themselves, without a VerifyRequest."""
     return b"\t%s\t%s\t%s\t%s\t%s\t%s\n" % (
-        wire.encode_text(user),
+        wire.encode_name(user),
         wire.escape(password),
-        wire.encode_text(service),
+        wire.encode_name(service),
         (rip or "").encode(),
         (lip or "").encode(),
         b"1" if secured else b"0",
