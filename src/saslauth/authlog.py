@@ -5,8 +5,9 @@ verdict=ok backend=passwd-file latency_ms=0.4`` — the result, who, how, from w
 passdb said and how long it took; never a password or a stored hash.  Values that need it are
 quoted (:func:`saslauth.logs.kv`).  The line is rendered without a LogRecord when logging is
 as :func:`saslauth.logs.setup` left it (:class:`saslauth.logbatch.LineWriter`), and its parts
-that repeat are worked out once: per service name, and per Lookup (the verifier client shares
-one Lookup among equal replies, and Lookups are immutable: the same object, the same text).
+that repeat are worked out once: per service name, per user name, and per Lookup (the verifier
+client shares one Lookup among equal replies, and Lookups are immutable: the same object, the
+same text).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ log = logging.getLogger("saslauth.auth")
 _line = LineWriter(log)
 
 _SERVICES: dict[str, str] = {}
+_NAMES: dict[str, str] = {}
 _OUTCOMES: dict[int, tuple[Lookup | None, str]] = {}
-MEMO_LIMIT = 1024  # remembered service names, and Lookups; then the memory starts over
+MEMO_LIMIT = 1024  # remembered services, user names and Lookups; then the memory starts over
 
 
 def write(result: str, user: str | None, attempt: Attempt, lookup: Lookup | None) -> None:
@@ -33,7 +35,7 @@ def write(result: str, user: str | None, attempt: Attempt, lookup: Lookup | None
     if not log.isEnabledFor(logging.INFO):
         return
     _line(
-        f"auth: result={result} user={kv(user) if user is not None else '-'}"
+        f"auth: result={result} user={name_text(user) if user is not None else '-'}"
         f" mech={attempt.mechanism} service={service_text(attempt.service)}"
         f" rip={attempt.rip or '-'} lip={attempt.lip or '-'}"
         f" secured={'yes' if attempt.secured else 'no'} {outcome_text(lookup)}"
@@ -47,6 +49,16 @@ def service_text(service: str) -> str:
         if len(_SERVICES) >= MEMO_LIMIT:
             _SERVICES.clear()
         text = _SERVICES[service] = kv(service)  # never empty: kv quotes "" as two quotes
+    return text
+
+
+def name_text(user: str) -> str:
+    """``kv(user)``, remembered (logins repeat a few names)."""
+    text = _NAMES.get(user)
+    if text is None:
+        if len(_NAMES) >= MEMO_LIMIT:
+            _NAMES.clear()
+        text = _NAMES[user] = kv(user)
     return text
 
 

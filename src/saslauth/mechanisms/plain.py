@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar, cast, final
 
-from saslauth import wire
 from saslauth.events import AuthRequest
 from saslauth.mechanisms import (
     Exchange,
@@ -43,7 +42,7 @@ class Plain:
         if len(parts) != 3:  # exactly two NULs, or it is "invalid input" (no user= in FAIL)
             return Failure(None)
         authzid, authcid, password = parts
-        identity = self._usernames.identify(wire.decode_text(authcid))
+        identity = self._usernames.identify(authcid.decode("utf-8", "surrogateescape"))
         if not identity.valid:
             return Failure(identity)
         if authzid and authzid != authcid:
