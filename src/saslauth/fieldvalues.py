@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 
 MAX_ID = 2**32 - 1
@@ -20,6 +21,9 @@ def uint32(value: bytes, *, nonzero: bool = False) -> int | None:
     return number
 
 
+# An IPv4 address as inet_ntop writes it: four decimal octets, no leading zeros.
+_OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = re.compile(rb"(?:%s\.){3}%s" % (_OCTET, _OCTET))
 _IP_CACHE: dict[bytes, str | None] = {}
 _IP_CACHE_SIZE = 4096  # distinct addresses remembered; the lot is forgotten when it is full
 
@@ -32,10 +36,13 @@ def address(value: bytes | None) -> str | None:
     known = _IP_CACHE.get(value, "")  # "" is never remembered: a normal form is not empty
     if known != "":
         return known
-    try:
-        normal = normal_address(value.decode("ascii"))
-    except UnicodeDecodeError:
-        normal = None
+    if _DOTTED_QUAD.fullmatch(value) is not None:  # its own normal form (normal_address's)
+        normal: str | None = value.decode("ascii")
+    else:
+        try:
+            normal = normal_address(value.decode("ascii"))
+        except UnicodeDecodeError:
+            normal = None
     if len(_IP_CACHE) >= _IP_CACHE_SIZE:
         _IP_CACHE.clear()
     _IP_CACHE[value] = normal
@@ -47,7 +54,7 @@ def normal_address(text: str) -> str | None:
     try:  # fast path: a canonical dotted quad is its own normal form
         if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text)) == text:
             return text
-    except OSError:
+    except (OSError, ValueError):  # (ValueError: a NUL in the text)
         pass
     try:
         return str(ipaddress.ip_address(text))
