@@ -114,9 +114,8 @@ class Chain:
         # The passdb that can answer_now, when it is the only one (the chain's rules then come
         # down to apply_fields); its answers never go through the cache (hash_cache).
         only = self.passdbs[0] if len(self.passdbs) == 1 else None
-        self._now: AnswerNow | None = getattr(only, "answer_now", None)
-        if only is not None and not getattr(only, "hash_cache", False):
-            self._now = None
+        cacheless = getattr(only, "hash_cache", False)
+        self._now: AnswerNow | None = getattr(only, "answer_now", None) if cacheless else None
 
     async def start(self, stack: AsyncExitStack) -> None:
         """Let drivers that hold resources (pools, watchers) open them on the verifier's stack.
