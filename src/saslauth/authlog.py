@@ -5,9 +5,9 @@ verdict=ok backend=passwd-file latency_ms=0.4`` — the result, who, how, from w
 passdb said and how long it took; never a password or a stored hash.  Values that need it are
 quoted (:func:`saslauth.logs.kv`).  The line is rendered without a LogRecord when logging is
 as :func:`saslauth.logs.setup` left it (:class:`saslauth.logbatch.LineWriter`), and its parts
-that repeat are worked out once: per service name, per user name, and per Lookup (the verifier
-client shares one Lookup among equal replies, and Lookups are immutable: the same object, the
-same text).
+that repeat are worked out once: per service or user name, and per Lookup (the verifier client
+shares one Lookup among equal replies, and Lookups are immutable: the same object, the same
+text).
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ from saslauth.passdb import Lookup
 log = logging.getLogger("saslauth.auth")
 _line = LineWriter(log)
 
-_SERVICES: dict[str, str] = {}
-_NAMES: dict[str, str] = {}
+_TEXTS: dict[str, str] = {}
 _OUTCOMES: dict[int, tuple[Lookup | None, str]] = {}
-MEMO_LIMIT = 1024  # remembered services, user names and Lookups; then the memory starts over
+MEMO_LIMIT = 1024  # remembered texts (services, user names), and Lookups; then they start over
 
 
 def write(result: str, user: str | None, attempt: Attempt, lookup: Lookup | None) -> None:
@@ -35,30 +34,21 @@ def write(result: str, user: str | None, attempt: Attempt, lookup: Lookup | None
     if not log.isEnabledFor(logging.INFO):
         return
     _line(
-        f"auth: result={result} user={name_text(user) if user is not None else '-'}"
-        f" mech={attempt.mechanism} service={service_text(attempt.service)}"
+        f"auth: result={result} user={value_text(user) if user is not None else '-'}"
+        f" mech={attempt.mechanism} service={value_text(attempt.service)}"
         f" rip={attempt.rip or '-'} lip={attempt.lip or '-'}"
         f" secured={'yes' if attempt.secured else 'no'} {outcome_text(lookup)}"
         f" latency_ms={(time.monotonic() - attempt.started) * 1000:.1f}"
     )
 
 
-def service_text(service: str) -> str:
-    text = _SERVICES.get(service)
+def value_text(value: str) -> str:
+    """``kv(value)``, remembered: services and user names repeat from login to login."""
+    text = _TEXTS.get(value)
     if text is None:
-        if len(_SERVICES) >= MEMO_LIMIT:
-            _SERVICES.clear()
-        text = _SERVICES[service] = kv(service)  # never empty: kv quotes "" as two quotes
-    return text
-
-
-def name_text(user: str) -> str:
-    """``kv(user)``, remembered (logins repeat a few names)."""
-    text = _NAMES.get(user)
-    if text is None:
-        if len(_NAMES) >= MEMO_LIMIT:
-            _NAMES.clear()
-        text = _NAMES[user] = kv(user)
+        if len(_TEXTS) >= MEMO_LIMIT:
+            _TEXTS.clear()
+        text = _TEXTS[value] = kv(value)  # never empty: kv quotes "" as two quotes
     return text
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import os
@@ -33,6 +34,28 @@ def stream() -> Iterator[CountingStream]:
     yield target
     root.handlers[:], level = saved
     root.setLevel(level)
+
+
+@contextlib.contextmanager
+def _front_logging() -> Iterator[
+    tuple[CountingStream, list[logbatch.BatchedStream], logging.Logger, logbatch.LineWriter]
+]:
+    """Logging as the front sets it up (logs.setup, then logbatch.install), writing to a
+    CountingStream; the auth logger and a LineWriter for it.  The root logger is put back."""
+    from saslauth import logs
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    log = logging.getLogger("saslauth.auth")
+    try:
+        logs.setup("info", "front")
+        target = CountingStream()
+        root.handlers[0].setStream(target)  # type: ignore[attr-defined]
+        yield target, logbatch.install(), log, logbatch.LineWriter(log)
+    finally:
+        log.handlers.clear()
+        root.handlers[:], level = saved
+        root.setLevel(level)
 
 
 def test_one_write_per_loop_turn(stream: CountingStream) -> None:
@@ -69,14 +92,7 @@ def test_line_writer_writes_exactly_what_logging_would(
     else:
         monkeypatch.delenv("JOURNAL_STREAM", raising=False)
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    try:
-        logs.setup("info", "front")
-        target = CountingStream()
-        root.handlers[0].setStream(target)  # type: ignore[attr-defined]
-        streams = logbatch.install()
-        log = logging.getLogger("saslauth.auth")
-        writer = logbatch.LineWriter(log)
+    with _front_logging() as (target, streams, log, writer):
         now = [0.0]
         monkeypatch.setattr("time.time", lambda: now[0])
         lines = []
@@ -120,26 +136,14 @@ def test_line_writer_writes_exactly_what_logging_would(
         logbatch.drain(streams)
         assert "not at WARNING" not in target.getvalue()
         assert target.getvalue().endswith("seen by both\n")
-    finally:
-        root.handlers[:], level = saved
-        root.setLevel(level)
 
 
 def test_line_writer_checks_the_route_once_per_loop_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     """The first line of a loop turn is routed with every check; the others of that turn go
     the same way, and a change made meanwhile counts from the next turn's first line on."""
-    from saslauth import logs
-
     monkeypatch.delenv("JOURNAL_STREAM", raising=False)
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    try:
-        logs.setup("info", "front")
-        target = CountingStream()
-        root.handlers[0].setStream(target)  # type: ignore[attr-defined]
-        streams = logbatch.install()
-        log = logging.getLogger("saslauth.auth")
-        writer = logbatch.LineWriter(log)
+    with _front_logging() as (target, streams, log, writer):
         extra = CountingStream()
 
         async def turns() -> None:
@@ -160,10 +164,6 @@ def test_line_writer_checks_the_route_once_per_loop_turn(monkeypatch: pytest.Mon
 
         asyncio.run(turns())
         logbatch.drain(streams)
-    finally:
-        log.handlers.clear()
-        root.handlers[:], level = saved
-        root.setLevel(level)
     lines = [line.split(": ", 1)[1] for line in target.getvalue().splitlines()]
     assert lines == ["one", "two", "three", "other", "four", "five"]
     assert extra.getvalue() == "four\n"

@@ -471,14 +471,13 @@ def test_log_outcome_text_is_remembered_per_lookup(lookups: list[Lookup | None])
     for lookup in lookups + lookups:
         assert authlog.outcome_text(lookup) == expected(lookup)
     for index in range(authlog.MEMO_LIMIT + 1):  # overflow: the memory starts over
-        authlog.service_text(f"s{index}")
-        authlog.name_text(f"u{index}")
+        authlog.value_text(f"s{index}")
         authlog.outcome_text(Lookup(Verdict.OK, backend=f"b{index}"))
-    assert authlog.service_text("smtp") == "smtp" and authlog.service_text("a b") == '"a b"'
-    assert authlog.service_text("") == '""'  # service= (empty) as kv() quotes it
-    assert len(authlog._NAMES) <= authlog.MEMO_LIMIT
+    assert authlog.value_text("smtp") == "smtp" and authlog.value_text("a b") == '"a b"'
+    assert authlog.value_text("") == '""'  # service= (empty) as kv() quotes it
+    assert len(authlog._TEXTS) <= authlog.MEMO_LIMIT
     for name in ("alice", "a b", 'say "hi"', "tab\there", "", "alice"):
-        assert authlog.name_text(name) == kv(name)
+        assert authlog.value_text(name) == kv(name)
     for lookup in lookups:
         assert authlog.outcome_text(lookup) == expected(lookup)
 

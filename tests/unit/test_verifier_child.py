@@ -70,6 +70,20 @@ async def _serve(chain: Chain, data: bytes, replies: int) -> tuple[list[bytes], 
     return sorted(lines, key=lambda line: verifier.decode_reply(line)[0]), transport
 
 
+def _lines(requests: list[VerifyRequest], first: int = 0) -> bytes:
+    return b"".join(verifier.encode_request(seq, r) for seq, r in enumerate(requests, first))
+
+
+def _serve_file(path: Path, data: bytes, replies: int) -> tuple[list[bytes], Transport]:
+    """_serve with a chain of one passwd-file at ``path``, in an event loop of its own."""
+
+    async def scenario() -> tuple[list[bytes], Transport]:
+        with ThreadPoolExecutor(1) as executor:
+            return await _serve(Chain([_db(path, executor)]), data, replies)
+
+    return asyncio.run(scenario())
+
+
 _REQUESTS = st.lists(
     st.builds(
         VerifyRequest,
@@ -96,7 +110,7 @@ def test_child_answers_as_the_chain_does(tmp_path: Path, requests: list[VerifyRe
     the line was answered in place or went the general way (escaped fields, other schemes)."""
     path = tmp_path / "users"
     path.write_text(USERS)
-    data = b"".join(verifier.encode_request(seq, r) for seq, r in enumerate(requests, 1))
+    data = _lines(requests, 1)
 
     async def scenario() -> tuple[list[bytes], list[bytes]]:
         with ThreadPoolExecutor(2) as executor:
@@ -134,13 +148,7 @@ def test_plain_lines_never_reach_verify_plain(
         VerifyRequest("tab\tuser", b"t\tpw"),
         VerifyRequest("sha", b"x"),
     ]
-    data = b"".join(verifier.encode_request(seq, r) for seq, r in enumerate(requests))
-
-    async def scenario() -> list[bytes]:
-        with ThreadPoolExecutor(1) as executor:
-            return (await _serve(Chain([_db(path, executor)]), data, len(requests)))[0]
-
-    lines = asyncio.run(scenario())
+    lines, _ = _serve_file(path, _lines(requests), len(requests))
     assert [verifier.decode_reply(line)[1].verdict for line in lines] == [
         Verdict.OK,
         Verdict.USER_UNKNOWN,
@@ -180,13 +188,8 @@ def test_garbage_in_a_batch_closes_with_no_answer(
     path = tmp_path / "users"
     path.write_text(USERS)
     good = verifier.encode_request(1, VerifyRequest("alice", b"secret"))
-
-    async def scenario() -> tuple[list[bytes], Transport]:
-        with ThreadPoolExecutor(1) as executor:
-            return await _serve(Chain([_db(path, executor)]), good + b"V\tx\tbad\n" + good, 2)
-
     with caplog.at_level(logging.ERROR, logger="saslauth.verifier"):
-        lines, transport = asyncio.run(scenario())
+        lines, transport = _serve_file(path, good + b"V\tx\tbad\n" + good, 2)
     assert lines == [] and transport.closed
     assert "front process sent garbage (malformed verify request)" in caplog.text
 
@@ -196,14 +199,8 @@ def test_missing_file_is_a_temporary_failure_on_both_paths(
 ) -> None:
     path = tmp_path / "missing"
     requests = [VerifyRequest("alice", b"secret"), VerifyRequest("al\tice", b"secret")]
-    data = b"".join(verifier.encode_request(seq, r) for seq, r in enumerate(requests))
-
-    async def scenario() -> list[bytes]:
-        with ThreadPoolExecutor(1) as executor:
-            return (await _serve(Chain([_db(path, executor)]), data, 2))[0]
-
     with caplog.at_level(logging.ERROR, logger="saslauth.passdb"):
-        lines = asyncio.run(scenario())
+        lines, _ = _serve_file(path, _lines(requests), 2)
     lookups = [verifier.decode_reply(line)[1] for line in lines]
     assert [lookup.verdict for lookup in lookups] == [Verdict.INTERNAL_FAILURE] * 2
     assert all("cannot read" in (lookup.log_reason or "") for lookup in lookups)
@@ -223,14 +220,8 @@ def test_a_bug_in_answer_now_fails_that_request_only(
 
     monkeypatch.setattr(Chain, "answer_now", buggy)
     requests = [VerifyRequest("bob", b"bobpw"), VerifyRequest("alice", b"secret")]
-    data = b"".join(verifier.encode_request(seq, r) for seq, r in enumerate(requests))
-
-    async def scenario() -> list[bytes]:
-        with ThreadPoolExecutor(1) as executor:
-            return (await _serve(Chain([_db(path, executor)]), data, 2))[0]
-
     with caplog.at_level(logging.ERROR, logger="saslauth.verifier"):
-        lines = asyncio.run(scenario())
+        lines, _ = _serve_file(path, _lines(requests), 2)
     verdicts = [verifier.decode_reply(line)[1].verdict for line in lines]
     assert verdicts == [Verdict.INTERNAL_FAILURE, Verdict.OK]
     assert "bug while verifying user bob" in caplog.text and "bobpw" not in caplog.text
