@@ -18,10 +18,10 @@ Rules, all from Dovecot 2.3 (``dovecot-auth-protocol.md`` sections 1-3):
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Container, Iterable
 
 from saslauth import wire
+from saslauth.authfields import usual_fields
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
 from saslauth.events import (
     AuthRequest,
@@ -34,7 +34,7 @@ from saslauth.events import (
     Rejected,
     ServerEvent,
 )
-from saslauth.fieldvalues import MAX_ID, address, port, uint32
+from saslauth.fieldvalues import address, port, uint32
 
 SERVER_VERSION = (1, 2)  # what Dovecot 2.3 announces
 
@@ -47,15 +47,6 @@ REASON_BAD_CONTINUED = "Invalid base64 data in continued response"
 # What quick_auth finds: id, mechanism, service (a field as sent), initial response, lip, rip
 # (both in normal form, or None) and whether the connection is secured.
 QuickAuth = tuple[int, str, bytes, bytes, str | None, str | None, bool]
-# What Postfix sends (xsasl_dovecot_server.c), field by field; quick_auth reads it with one
-# match and goes through the fields one by one for any other order or set.
-_POSTFIX_AUTH = re.compile(
-    rb"AUTH\t([0-9]{1,10})\t([^\t]*)\tservice=([^\t]*)\tnologin"
-    rb"\tlip=([^\t]*)\trip=([^\t]*)(\tsecured)?\tresp=([^\t]+)"
-)
-_NO_RESP = (b"", b"=")  # resp values that are no initial response or an empty one: _auth's
-
-
 class Handshake(enum.Enum):
     EXPECT_VERSION = enum.auto()
     EXPECT_CPID = enum.auto()
@@ -129,57 +120,27 @@ class ServerConnection:
         ``auth_line`` or ``next_event`` then give their usual answer.
 
         The fields are those ``_auth`` reads (``service``, ``lip``, ``rip``, ``secured``), the
-        same rules; the service comes as sent, a field that needs no escaping.
+        same rules (:func:`saslauth.authfields.usual_fields`); the service comes as sent, a
+        field that needs no escaping.
         """
         line = self._whole_auth_line(data)
         if line is None or 1 in line:  # (an escape byte: the general parse unescapes)
             return None
-        postfix = _POSTFIX_AUTH.fullmatch(line)  # the fields in Postfix's order, in one match
-        if postfix is not None:
-            number, name, service, lip, rip, secured, resp = postfix.groups()
-            mechanism = self._mech_names.get(name)
-            wanted = int(number)
-            if (
-                mechanism is None
-                or mechanism not in mechanisms
-                or not 0 < wanted <= MAX_ID
-                or wanted in self.requests
-            ):
-                return None
-            initial = wire.b64decode(resp)  # (never empty here; "=" is not base64: None)
-            if initial is None:
-                return None
-            self.requests[wanted] = RequestState.BUSY
-            return wanted, mechanism, service, initial, address(lip), address(rip), bool(secured)
-        fields = line.split(b"\t")
-        resp = fields[-1]
-        last = len(fields) - 1
-        mechanism = self._mech_names.get(fields[2]) if last >= 4 else None
-        if mechanism is None or mechanism not in mechanisms:
+        found = usual_fields(line)
+        if found is None:
             return None
-        if resp[:5] != b"resp=" or resp[5:] in _NO_RESP:
+        number, name, service, lip, rip, secured, resp = found
+        mechanism = self._mech_names.get(name)
+        request_id = uint32(number, nonzero=True)
+        if (
+            mechanism is None
+            or mechanism not in mechanisms
+            or request_id is None
+            or request_id in self.requests
+        ):
             return None
-        request_id = uint32(fields[1], nonzero=True)
-        if request_id is None or request_id in self.requests:
-            return None
-        service = lip = rip = None
-        secured = False
-        for index in range(3, last):
-            name, eq, value = fields[index].partition(b"=")
-            if name == b"resp":
-                return None  # a field after resp: _auth's error
-            if name == b"secured":  # a flag or a parameter
-                secured = True
-            elif not eq:
-                continue
-            elif name == b"service":
-                service = value
-            elif name == b"lip":
-                lip = value
-            elif name == b"rip":
-                rip = value
-        initial = wire.b64decode(resp[5:])
-        if service is None or initial is None:
+        initial = wire.b64decode(resp)
+        if initial is None:
             return None
         self.requests[request_id] = RequestState.BUSY
         return request_id, mechanism, service, initial, address(lip), address(rip), secured

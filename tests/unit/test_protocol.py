@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from saslauth import protocol
+from saslauth import authfields
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
 from saslauth.events import (
     AuthRequest,
@@ -560,7 +560,7 @@ def test_quick_auth_reads_postfix_lines_as_field_by_field(
             feed(conn, "AUTH\t7\tLOGIN\tservice=smtp")
     found = _outcome(lambda: matched.quick_auth(data, {"PLAIN"}))
     with monkeypatch.context() as patch:
-        patch.setattr(protocol, "_POSTFIX_AUTH", re.compile(rb"(?!)"))  # matches nothing
+        patch.setattr(authfields, "POSTFIX_AUTH", re.compile(rb"(?!)"))  # matches nothing
         assert _outcome(lambda: by_field.quick_auth(data, {"PLAIN"})) == found
     assert matched.requests == by_field.requests
     expected = _outcome(lambda: _buffered(slow, data))
