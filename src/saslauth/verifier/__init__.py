@@ -85,20 +85,23 @@ def decode_request(line: bytes) -> tuple[int, VerifyRequest]:
     return request_of(wire.split_fields(line))
 
 
+def _well_formed(fields: list[bytes]) -> bool:
+    return len(fields) == 8 and fields[0] == b"V" and fields[1].isdigit()
+
+
 def usual_request(line: bytes) -> list[bytes] | None:
     """The fields of a request line with nothing escaped in it, when decode_request would
-    take it; None for any other line (decode_request then answers for it)."""
+    take it (then request_of takes them too); None for any other line (decode_request then
+    answers for it)."""
     if 1 in line:  # the escape byte
         return None
     fields = line.split(b"\t")
-    if len(fields) == 8 and fields[0] == b"V" and fields[1].isdigit():
-        return fields
-    return None
+    return fields if _well_formed(fields) else None
 
 
 def request_of(fields: list[bytes]) -> tuple[int, VerifyRequest]:
     """decode_request for a line split (and unescaped) into its fields."""
-    if len(fields) != 8 or fields[0] != b"V" or not fields[1].isdigit():
+    if not _well_formed(fields):
         raise VerifierError("malformed verify request")
     _, seq, user, password, service, rip, lip, secured = fields
     # wire.decode_text, inline (the verifier decodes three fields per request)
