@@ -1,18 +1,22 @@
 """The fields of one AUTH line, read without events for the usual request (what
 :meth:`saslauth.protocol.ServerConnection.quick_auth` needs): pure, no connection state.
 
-Lines in Postfix's field order are read with one regular-expression match; any other order
-or set of fields is read field by field, with the rules of ``ServerConnection._auth``.
+Reads in Postfix's field order are matched whole by :data:`POSTFIX_AUTH`; any other order
+or set of fields is read field by field (:func:`usual_fields`), with the rules of
+``ServerConnection._auth``.
 """
 
 from __future__ import annotations
 
 import re
 
-# What Postfix sends (xsasl_dovecot_server.c), field by field.
+# What Postfix sends (xsasl_dovecot_server.c), field by field, as one whole read: the line
+# and its LF, with no CR, NUL or escape byte (\x01) anywhere and no whitespace in resp, so
+# that a match needs none of the checks that ServerConnection makes of other lines.
+_FIELD = rb"[^\t\n\r\x00\x01]"
 POSTFIX_AUTH = re.compile(
-    rb"AUTH\t([0-9]{1,10})\t([^\t]*)\tservice=([^\t]*)\tnologin"
-    rb"\tlip=([^\t]*)\trip=([^\t]*)(\tsecured)?\tresp=([^\t]+)"
+    rb"AUTH\t([0-9]{1,10})\t(%s*)\tservice=(%s*)\tnologin\tlip=(%s*)\trip=(%s*)"
+    rb"(\tsecured)?\tresp=([^\t\n\r\x00\x01 ]+)\n" % ((_FIELD,) * 4)
 )
 _NO_RESP = (b"", b"=")  # resp values that are no initial response or an empty one: _auth's
 
@@ -21,13 +25,9 @@ UsualFields = tuple[bytes, bytes, bytes, bytes | None, bytes | None, bool, bytes
 
 
 def usual_fields(line: bytes) -> UsualFields | None:
-    """An AUTH line's (without its LF) fields as ``_auth`` reads them, with the initial
-    response after ``resp=`` (neither empty nor ``=``).  None when ``resp`` is not the last
-    field or another field is named ``resp``, or when there is no ``service=``."""
-    postfix = POSTFIX_AUTH.fullmatch(line)
-    if postfix is not None:
-        number, name, service, lip, rip, secured, resp = postfix.groups()
-        return number, name, service, lip, rip, secured is not None, resp
+    """An AUTH line's (without its LF) fields as ``_auth`` reads them, field by field, with the
+    initial response after ``resp=`` (neither empty nor ``=``).  None when ``resp`` is not the
+    last field or another field is named ``resp``, or when there is no ``service=``."""
     fields = line.split(b"\t")
     resp = fields[-1]
     last = len(fields) - 1

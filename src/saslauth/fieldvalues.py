@@ -24,8 +24,9 @@ def uint32(value: bytes, *, nonzero: bool = False) -> int | None:
 # An IPv4 address as inet_ntop writes it: four decimal octets, no leading zeros.
 _OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _DOTTED_QUAD = re.compile(rb"(?:%s\.){3}%s" % (_OCTET, _OCTET))
-_IP_CACHE: dict[bytes, str | None] = {}
-_IP_CACHE_SIZE = 4096  # distinct addresses remembered; the lot is forgotten when it is full
+# address()'s answers by value (never "": a normal form is not empty), read by quick paths too.
+ADDRESSES: dict[bytes, str | None] = {}
+_ADDRESSES_SIZE = 4096  # distinct addresses remembered; the lot is forgotten when it is full
 
 
 def address(value: bytes | None) -> str | None:
@@ -33,7 +34,7 @@ def address(value: bytes | None) -> str | None:
     ignored, as in Dovecot.  Memoised: a server sees the same few ``lip`` and ``rip`` values."""
     if not value:
         return None
-    known = _IP_CACHE.get(value, "")  # "" is never remembered: a normal form is not empty
+    known = ADDRESSES.get(value, "")  # "" is never remembered: a normal form is not empty
     if known != "":
         return known
     if _DOTTED_QUAD.fullmatch(value) is not None:  # its own normal form (normal_address's)
@@ -43,9 +44,9 @@ def address(value: bytes | None) -> str | None:
             normal = normal_address(value.decode("ascii"))
         except UnicodeDecodeError:
             normal = None
-    if len(_IP_CACHE) >= _IP_CACHE_SIZE:
-        _IP_CACHE.clear()
-    _IP_CACHE[value] = normal
+    if len(ADDRESSES) >= _ADDRESSES_SIZE:
+        ADDRESSES.clear()
+    ADDRESSES[value] = normal
     return normal
 
 

@@ -18,10 +18,11 @@ Rules, all from Dovecot 2.3 (``dovecot-auth-protocol.md`` sections 1-3):
 from __future__ import annotations
 
 import enum
+from binascii import Error as BinasciiError
+from binascii import a2b_base64
 from collections.abc import Container, Iterable
 
-from saslauth import wire
-from saslauth.authfields import usual_fields
+from saslauth import authfields, wire
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
 from saslauth.events import (
     AuthRequest,
@@ -34,7 +35,7 @@ from saslauth.events import (
     Rejected,
     ServerEvent,
 )
-from saslauth.fieldvalues import address, port, uint32
+from saslauth.fieldvalues import ADDRESSES, MAX_ID, address, port, uint32
 
 SERVER_VERSION = (1, 2)  # what Dovecot 2.3 announces
 
@@ -120,30 +121,52 @@ class ServerConnection:
         ``auth_line`` or ``next_event`` then give their usual answer.
 
         The fields are those ``_auth`` reads (``service``, ``lip``, ``rip``, ``secured``), the
-        same rules (:func:`saslauth.authfields.usual_fields`); the service comes as sent, a
-        field that needs no escaping.
+        same rules (:mod:`saslauth.authfields`); the service comes as sent, a field that needs
+        no escaping.
         """
-        line = self._whole_auth_line(data)
-        if line is None or 1 in line:  # (an escape byte: the general parse unescapes)
+        if self._buffer or self.handshake is not Handshake.READY:
             return None
-        found = usual_fields(line)
-        if found is None:
-            return None
-        number, name, service, lip, rip, secured, resp = found
+        postfix = authfields.POSTFIX_AUTH.fullmatch(data)  # Postfix's read: the usual one
+        if postfix is not None and len(data) <= wire.MAX_LINE:
+            number, name, service, lip, rip, flag, resp = postfix.groups()
+            secured = flag is not None
+        else:
+            line = self._whole_auth_line(data)
+            if line is None or 1 in line:  # (an escape byte: the general parse unescapes)
+                return None
+            found = authfields.usual_fields(line)
+            if found is None:
+                return None
+            number, name, service, some_lip, some_rip, secured, resp = found
+            lip, rip = some_lip or b"", some_rip or b""  # (address: None and b"" alike)
+            if not number.isdigit() or not number.isascii():  # (uint32's rule, as the match's)
+                return None
         mechanism = self._mech_names.get(name)
-        request_id = uint32(number, nonzero=True)
+        request_id = int(number)
         if (
             mechanism is None
             or mechanism not in mechanisms
-            or request_id is None
+            or not 0 < request_id <= MAX_ID
             or request_id in self.requests
         ):
             return None
-        initial = wire.b64decode(resp)
-        if initial is None:
-            return None
+        if 32 in resp:  # (the match's resp has no whitespace; other lines may: b64decode's)
+            initial = wire.b64decode(resp)
+            if initial is None:
+                return None
+        else:
+            try:
+                initial = a2b_base64(resp, strict_mode=True)  # (wire.b64decode's, inline)
+            except BinasciiError:
+                return None
         self.requests[request_id] = RequestState.BUSY
-        return request_id, mechanism, service, initial, address(lip), address(rip), secured
+        known = ADDRESSES.get  # address()'s memory read first: a server sees the same few
+        lip_text, rip_text = known(lip, ""), known(rip, "")
+        if lip_text == "":
+            lip_text = address(lip)
+        if rip_text == "":
+            rip_text = address(rip)
+        return request_id, mechanism, service, initial, lip_text, rip_text, secured
 
     def next_event(self) -> ClientEvent | None:
         """Parse buffered input until one event results; None when more data is needed."""
@@ -295,7 +318,8 @@ class ServerConnection:
 
     def ok(self, request_id: int, user: str, fields: Fields) -> bytes:
         """``send(Ok(request_id, user, fields))`` without the Ok (the session's usual reply)."""
-        self._check_busy(request_id)
+        if self.requests.get(request_id) is not RequestState.BUSY:
+            self._check_busy(request_id)  # (it raises)
         del self.requests[request_id]
         if not fields:  # the usual OK: nothing but the user name
             return b"OK\t%d\tuser=%s\n" % (request_id, wire.encode_name(user))

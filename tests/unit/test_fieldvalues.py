@@ -42,8 +42,8 @@ def test_address_is_the_normal_form(value: bytes) -> None:
 
 
 def test_address_memory_is_bounded() -> None:
-    for number in range(fieldvalues._IP_CACHE_SIZE + 10):
+    for number in range(fieldvalues._ADDRESSES_SIZE + 10):
         value = b"10.%d.%d.%d" % (number >> 16, (number >> 8) & 255, number & 255)
         assert fieldvalues.address(value) == value.decode()
-    assert 0 < len(fieldvalues._IP_CACHE) <= fieldvalues._IP_CACHE_SIZE
+    assert 0 < len(fieldvalues.ADDRESSES) <= fieldvalues._ADDRESSES_SIZE
     assert fieldvalues.address(None) is None and fieldvalues.address(b"") is None

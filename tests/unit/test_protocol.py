@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from saslauth import authfields
+from saslauth import authfields, wire
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
 from saslauth.events import (
     AuthRequest,
@@ -525,18 +525,29 @@ def test_quick_auth_is_the_buffered_parse(
 _ADDRESSES = [b"127.0.0.1", b"", b"::1", b"unknown", b"127.000.0.1", b"::FFFF:1.2.3.4", b"\xff"]
 
 
-@settings(max_examples=1000, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@example(b"1", b"PLAIN", b"smtp", b"127.0.0.1", b"10.0.0.1", b"\tsecured", GOOD.encode(), False)
-@example(b"7", b"PLAIN", b"smtp", b"", b"", b"", GOOD.encode(), True)
+_LONG = b"s" * wire.MAX_LINE  # a service that makes the line too long
+END = b"\n"
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(b"1", b"PLAIN", b"smtp", b"127.0.0.1", b"10.0.0.1", b"\tsecured", GOOD.encode(), 0, END)
+@example(b"7", b"PLAIN", b"smtp", b"", b"", b"", GOOD.encode(), True, END)
+@example(b"1", b"PLAIN", _LONG[:-100], b"", b"", b"", GOOD.encode(), False, b"\n")  # just fits
+@example(b"1", b"PLAIN", _LONG, b"", b"", b"", GOOD.encode(), False, b"\n")
 @given(
     st.sampled_from([b"1", b"7", b"0", b"01", b"4294967295", b"4294967296", b"00000000001", b"x"]),
-    st.sampled_from([b"PLAIN", b"plain", b"LOGIN", b"CRAM-MD5", b""]),
-    st.sampled_from([b"smtp", b"", b"s=x", b"s\xffp", b"resp", b"smtp "]),
+    st.sampled_from([b"PLAIN", b"plain", b"LOGIN", b"CRAM-MD5", b"", b"PL\x01AIN"]),
+    st.sampled_from(
+        [b"smtp", b"", b"s=x", b"s\xffp", b"resp", b"smtp ", b"s\x01p", b"s\x00p", b"s\rp"]
+    ),
     st.sampled_from(_ADDRESSES),
     st.sampled_from(_ADDRESSES),
     st.sampled_from([b"", b"\tsecured", b"\tsecured=", b"\tsecured\tsecured", b"\tnologin"]),
-    st.sampled_from([GOOD.encode(), b"", b"=", b"AA==", b"A", b"AA=A", b" AA==", b"AA==\tx"]),
+    st.sampled_from(
+        [GOOD.encode(), b"", b"=", b"AA==", b"A", b"AA=A", b" AA==", b"A A==", b"AA\tx", b"AA\x01"]
+    ),
     st.booleans(),
+    st.sampled_from([b"\n", b"\r\n", b"\n\n", b"\nCANCEL\t1\n", b"", b"\x00\n"]),
 )
 def test_quick_auth_reads_postfix_lines_as_field_by_field(
     monkeypatch: pytest.MonkeyPatch,
@@ -548,11 +559,14 @@ def test_quick_auth_reads_postfix_lines_as_field_by_field(
     secured: bytes,
     resp: bytes,
     busy: bool,
+    end: bytes,
 ) -> None:
-    """Lines in Postfix's field order (read with one match) give what the field-by-field
-    reading gives, and what receive_data + next_event give; the request tables end the same."""
-    data = b"AUTH\t%s\t%s\tservice=%s\tnologin\tlip=%s\trip=%s%s\tresp=%s\n" % (
-        rid, mech, service, lip, rip, secured, resp
+    """Reads in Postfix's field order (matched whole) give what the field-by-field reading
+    gives, and what receive_data + next_event give; the request tables end the same.  Also
+    reads that only look like one: a CR, NUL or escape byte in a field, a second line, no LF,
+    a line too long."""
+    data = b"AUTH\t%s\t%s\tservice=%s\tnologin\tlip=%s\trip=%s%s\tresp=%s%s" % (
+        rid, mech, service, lip, rip, secured, resp, end
     )
     matched, by_field, slow = ready(), ready(), ready()
     for conn in (matched, by_field, slow):
