@@ -10,6 +10,7 @@ import pytest
 from saslauth import verifier
 from saslauth.errors import VerifierError
 from saslauth.passdb import Lookup, Verdict
+from saslauth.verifier import client as client_module
 from saslauth.verifier.client import VerifierClient
 
 
@@ -34,6 +35,12 @@ class Child:
 
     async def answer(self, seq: int) -> None:
         await self.say(verifier.encode_reply(seq, Lookup(Verdict.OK, backend="t")))
+
+    def still_open(self) -> bool:
+        try:
+            return self.ours.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+        except BlockingIOError:  # open, nothing to read
+            return True
 
     async def closed(self) -> bool:
         data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(self.ours, 100), 2)
@@ -137,5 +144,51 @@ def test_a_verifier_handed_earlier_never_supersedes_a_later_one() -> None:
         client.close()
         stale.ours.close()
         fresh.ours.close()
+
+    asyncio.run(main())
+
+
+def test_retired_verifiers_close_once_each_owes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two handovers in a row: each retired child is closed when its last request ends, by an
+    answer or by its deadline, and not before; the one taking requests stays open."""
+    monkeypatch.setattr(client_module, "REPLY_TIMEOUT", 0.3)
+    monkeypatch.setattr(client_module, "ATTACH_WAIT", 0.3)  # (READY may not be read yet)
+    monkeypatch.setattr(client_module, "SWEEP_EVERY", 0.05)
+
+    async def main() -> None:
+        client = VerifierClient()
+        first, second, third = Child(), Child(), Child()
+        await client.attach(first.theirs)
+        await first.say(b"READY\t1\n")
+        silent = client.verify(verifier.VerifyRequest("bob", b"pw"))  # never answered
+        await first.requests(1)
+        swap = asyncio.ensure_future(client.replace(second.theirs))
+        await asyncio.sleep(0)
+        await second.say(b"READY\t2\n")
+        assert await swap
+        waiting = [client.verify(verifier.VerifyRequest(f"u{n}", b"pw")) for n in range(2)]
+        seqs = await second.requests(2)
+        swap = asyncio.ensure_future(client.replace(third.theirs))
+        await asyncio.sleep(0)
+        await third.say(b"READY\t3\n")
+        assert await swap
+        await second.answer(seqs[0])
+        assert (await waiting[0]).verdict is Verdict.OK
+        await asyncio.sleep(0.05)
+        assert second.still_open()  # it owes an answer yet
+        await second.answer(seqs[1])
+        assert (await waiting[1]).verdict is Verdict.OK
+        assert await second.closed()  # answered all it was sent
+        with pytest.raises(VerifierError, match="did not answer in time"):
+            await asyncio.wait_for(silent, 2)
+        assert await first.closed()  # its last request ended by the deadline
+        request = client.verify(verifier.VerifyRequest("carol", b"pw"))
+        (seq,) = await third.requests(1)
+        await third.answer(seq)
+        assert (await request).verdict is Verdict.OK
+        assert client._retiring == []
+        client.close()
+        for child in (first, second, third):
+            child.ours.close()
 
     asyncio.run(main())

@@ -16,7 +16,6 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import cast
 
@@ -48,7 +47,7 @@ class _Link(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        decode, resolve = verifier.decode_reply, self.owner.resolve
+        decode, settle = verifier.decode_reply, self.owner.settle
         try:
             for line in self.reader.feed(data):
                 if not self.ready:
@@ -58,7 +57,7 @@ class _Link(asyncio.Protocol):
                     self.pid = int(line[6:]) if line[6:].isdigit() else 0
                     self.owner.link_ready(self)
                     continue
-                resolve(*decode(line))
+                settle(*decode(line))
         except VerifierError as exc:
             log.error("verifier spoke garbage (%s); dropping it", exc)
             if self.transport is not None:
@@ -96,25 +95,12 @@ def _settle(future: asyncio.Future[Lookup], result: Lookup | VerifierError) -> N
         future.set_exception(result)
 
 
-@dataclass(slots=True)
-class _Entry:
-    done: Done
-    deadline: float  # loop time after which the request fails (checked by the sweeper)
-    link: _Link | None = field(default=None)
-
-
-def _answer(done: Done, result: Lookup | VerifierError) -> None:
-    # One requester's bug must not cost the other answers of the same batch.
-    try:
-        done(result)
-    except Exception:
-        log.exception("bug while handing over a verification result")
-
-
 class VerifierClient:
     def __init__(self, on_broken: Callable[[], None] = lambda: None) -> None:
         self._seq = 0
-        self._pending: dict[int, _Entry] = {}
+        # seq -> (done, loop time after which the request fails: the sweeper checks it)
+        self._pending: dict[int, tuple[Done, float]] = {}
+        self._retiring: list[_Link] = []  # replaced children still owing answers
         self._sweeper: asyncio.TimerHandle | None = None
         self._link: _Link | None = None
         self._queued: list[tuple[int, bytes]] = []  # not yet written to any child
@@ -161,7 +147,9 @@ class VerifierClient:
             link.started.set_result(True)
         if old is not None:
             old.retiring = True
-            if not old.outstanding:
+            if old.outstanding:
+                self._retiring.append(old)
+            else:
                 old.close()
         self._flush()
 
@@ -172,7 +160,9 @@ class VerifierClient:
         if lost:
             log.error("verifier connection lost; failing %d requests in flight", len(lost))
         for seq in lost:
-            self._fail(seq, VerifierError("verifier went away"))
+            self.settle(seq, VerifierError("verifier went away"))
+        if link in self._retiring:
+            self._retiring.remove(link)
         if link is self._link:
             self._link = None
             self._on_broken()
@@ -201,7 +191,7 @@ class VerifierClient:
         self._seq += 1
         seq = self._seq
         timeout = REPLY_TIMEOUT if self._link is not None else ATTACH_WAIT
-        self._pending[seq] = _Entry(done, loop.time() + timeout)
+        self._pending[seq] = (done, loop.time() + timeout)
         if self._sweeper is None:
             self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep)
         if not self._queued and self._link is not None:
@@ -213,11 +203,10 @@ class VerifierClient:
         if link is None or link.transport is None or link.transport.is_closing():
             return  # stays queued for the next child that says READY
         out = bytearray()
+        pending, outstanding = self._pending, link.outstanding
         for seq, data in self._queued:
-            entry = self._pending.get(seq)
-            if entry is not None:
-                entry.link = link
-                link.outstanding.add(seq)
+            if seq in pending:
+                outstanding.add(seq)
                 out += data
         self._queued.clear()
         if out:
@@ -230,40 +219,41 @@ class VerifierClient:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for seq in [seq for seq, entry in self._pending.items() if entry.deadline <= now]:
+        for seq in [seq for seq, (_, deadline) in self._pending.items() if deadline <= now]:
             self._timed_out(seq)
         if self._pending:
             self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep)
 
-    def _forget(self, seq: int) -> _Entry | None:
+    def settle(self, seq: int, result: Lookup | VerifierError) -> None:
+        """Hand ``result`` to request ``seq``'s ``done``, once; nothing if it is no longer
+        pending (it timed out already).  The per-reply call of the front, in one function."""
         entry = self._pending.pop(seq, None)
         if entry is None:
-            return None
-        link = entry.link
+            return
+        link = self._link  # (the child it was written to: this one, or one retiring)
         if link is not None:
             link.outstanding.discard(seq)
-            if link.retiring and not link.outstanding:
-                link.close()
-        return entry
+        if self._retiring:
+            self._retired(seq)
+        try:  # one requester's bug must not cost the other answers of the same batch
+            entry[0](result)
+        except Exception:
+            log.exception("bug while handing over a verification result")
 
-    def resolve(self, seq: int, lookup: Lookup) -> None:
-        entry = self._forget(seq)
-        if entry is not None:  # None: it timed out already
-            _answer(entry.done, lookup)
-
-    def _fail(self, seq: int, error: VerifierError) -> None:
-        entry = self._forget(seq)
-        if entry is not None:
-            _answer(entry.done, error)
+    def _retired(self, seq: int) -> None:
+        """A retiring child that was sent ``seq`` has it answered; closed once it owes none."""
+        for link in self._retiring:
+            link.outstanding.discard(seq)
+        for link in [link for link in self._retiring if not link.outstanding]:
+            self._retiring.remove(link)
+            link.close()
 
     def _timed_out(self, seq: int) -> None:
-        entry = self._pending.get(seq)
-        if entry is None:
+        if seq not in self._pending:
             return
-        if entry.link is None:
-            self._queued = [(s, d) for s, d in self._queued if s != seq]
+        self._queued = [(s, d) for s, d in self._queued if s != seq]  # if not written yet
         state = "answer" if self._link is not None else "start"
-        self._fail(seq, VerifierError(f"verifier did not {state} in time"))
+        self.settle(seq, VerifierError(f"verifier did not {state} in time"))
 
     def close(self) -> None:
         """Shut down: close the link without reporting the verifier as broken."""
