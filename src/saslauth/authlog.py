@@ -33,11 +33,16 @@ def write(result: str, user: str | None, attempt: Attempt, lookup: Lookup | None
     given), ``lookup`` the passdb's answer (None: the input was refused before any passdb)."""
     if not log.isEnabledFor(logging.INFO):
         return
-    _line(
-        f"auth: result={result} user={value_text(user) if user is not None else '-'}"
-        f" mech={attempt.mechanism} service={value_text(attempt.service)}"
+    # value_text and outcome_text's memories read here first: most lines need no call to them
+    texts, service = _TEXTS, attempt.service
+    name = "-" if user is None else texts.get(user) or value_text(user)
+    known = _OUTCOMES.get(id(lookup))
+    outcome = known[1] if known is not None and known[0] is lookup else outcome_text(lookup)
+    _line.write(
+        f"auth: result={result} user={name}"
+        f" mech={attempt.mechanism} service={texts.get(service) or value_text(service)}"
         f" rip={attempt.rip or '-'} lip={attempt.lip or '-'}"
-        f" secured={'yes' if attempt.secured else 'no'} {outcome_text(lookup)}"
+        f" secured={'yes' if attempt.secured else 'no'} {outcome}"
         f" latency_ms={(time.monotonic() - attempt.started) * 1000:.1f}"
     )
 

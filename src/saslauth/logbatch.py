@@ -82,7 +82,8 @@ class LineWriter:
     :func:`install` left it: the logger has no handlers or filters of its own and the root's one
     handler is the batched one :func:`saslauth.logs.setup` made.  Anything else (a test's capture
     handler, a handler added later) gets the ordinary call, so no line is ever lost or changed.
-    The checks are made for the first line of each batch (loop turn); the level on every line.
+    The checks are made for the first line of each batch (loop turn); the level on every line
+    (by the caller, for :meth:`write`).
     """
 
     __slots__ = ("_level", "_logger", "_route")
@@ -95,9 +96,12 @@ class LineWriter:
         self._route: tuple[BatchedStream, Callable[[int, str], str], int] | None = None
 
     def __call__(self, message: str) -> None:
+        if self._logger.isEnabledFor(self._level):
+            self.write(message)
+
+    def write(self, message: str) -> None:
+        """``self(message)`` when the caller knows the level is enabled (it checked)."""
         logger = self._logger
-        if not logger.isEnabledFor(self._level):
-            return
         route = self._route
         if route is not None:
             batched, rendering, batch = route

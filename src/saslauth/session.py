@@ -17,7 +17,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import cast
 
-from saslauth import authlog
+from saslauth import authlog, wire
 from saslauth import mechanisms as mech
 from saslauth.attempt import Attempt, fail_fields
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
@@ -117,7 +117,9 @@ class Session(asyncio.Protocol):
         rip: str | None,
         secured: bool,
     ) -> None:
-        """_begin for what ServerConnection.quick_auth found (no AuthRequest was made)."""
+        """_begin for what ServerConnection.quick_auth found (no AuthRequest was made), and
+        _decide and _check in the same call: one call per request from the read to the line
+        for the verifier."""
         pending = Attempt(
             request_id,
             mechanism,
@@ -128,7 +130,22 @@ class Session(asyncio.Protocol):
             None,
             time.monotonic(),
         )
-        self._decide(pending, self.settings.immediates[mechanism], initial)
+        self.pending[request_id] = pending
+        try:
+            check = self.settings.immediates[mechanism](initial)
+        except Exception:
+            self._mechanism_bug(pending)
+            return
+        if isinstance(check, mech.Failure):
+            self._fail(pending, check)
+            return
+        pending.identity = check.identity
+        if self.settings.limiter is not None:
+            self._check(pending, check)
+            return
+        # quick_auth's service has no byte that needs escaping: as sent, it is encoded already
+        line = encode_fields(check.identity.user, check.password, service, rip, lip, secured)
+        self._send(line, partial(self._verified, pending))
 
     def _decide(
         self,
@@ -204,19 +221,17 @@ class Session(asyncio.Protocol):
 
     def _check(self, pending: Attempt, effect: mech.VerifyPlain) -> None:
         """Ask the verifier (through the limiter, if any) to check a password."""
-        values = (
-            effect.identity.user,
-            effect.password,
-            pending.service,
-            pending.rip,
-            pending.lip,
-            pending.secured,
-        )
+        user, password = effect.identity.user, effect.password
         limiter = self.settings.limiter
         if limiter is None:  # the line itself: no VerifyRequest to build and encode
-            self._send(encode_fields(*values), partial(self._verified, pending))
+            service = wire.encode_name(pending.service)
+            line = encode_fields(user, password, service, pending.rip, pending.lip, pending.secured)
+            self._send(line, partial(self._verified, pending))
             return
-        future = limiter.verify(partial(submitted, self._submit), make_request(*values))
+        request = make_request(
+            user, password, pending.service, pending.rip, pending.lip, pending.secured
+        )
+        future = limiter.verify(partial(submitted, self._submit), request)
         future.add_done_callback(partial(self._limited, pending))
 
     def _submit(self, request: VerifyRequest, done: Done) -> None:
@@ -250,11 +265,14 @@ class Session(asyncio.Protocol):
     def _succeed(self, pending: Attempt, identity: Identity, lookup: Lookup) -> None:
         request_id = pending.id
         del self.pending[request_id]
-        fields = lookup.extra + identity.reply_fields()
-        self._write(self.conn.ok(request_id, identity.user, fields))
+        line = self.conn.ok(request_id, identity.user, lookup.extra + identity.reply)
+        transport = self.transport
+        if transport is not None:  # (_write, inline)
+            transport.write(line)
         if self.settings.log_successes:
             authlog.write("ok", identity.user, pending, lookup)
-        self._maybe_idle()
+        if self.on_idle is not None and not self.pending:  # (_maybe_idle, inline)
+            self.on_idle()
 
     def _fail(self, pending: Attempt, outcome: mech.Failure) -> None:
         request_id = pending.id

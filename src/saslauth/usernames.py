@@ -38,12 +38,18 @@ class Identity:
     user: str
     original: str
     valid: bool = True
+    # reply_fields(), worked out once (identities are remembered per name): an attribute to read
+    # on the per-request path instead of a call.
+    reply: tuple[tuple[str, str | None], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        renamed = not self.valid or self.original != self.user
+        reply = (("original_user", self.original),) if renamed else ()
+        object.__setattr__(self, "reply", reply)  # (frozen to the type checker)
 
     def reply_fields(self) -> tuple[tuple[str, str | None], ...]:
         """``original_user=`` when it differs from ``user`` (or the name was refused)."""
-        if self.valid and self.original == self.user:
-            return ()
-        return (("original_user", self.original),)
+        return self.reply
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ from saslauth.mechanisms import (
     SecurityFlags,
     VerifyPlain,
     challenge,
-    password_check,
     verified,
 )
 from saslauth.usernames import UsernamePolicy
@@ -48,4 +47,8 @@ class Plain:
         if authzid and authzid != authcid:
             # A different authzid is a master-user login; there are no master passdbs (yet).
             return Failure(identity)
-        return password_check(self._usernames, identity, password)
+        # password_check(self._usernames, identity, password), inline: the commonest login
+        prepared = self._usernames.prepare_password(password)
+        if prepared is None:
+            return Failure(identity)
+        return VerifyPlain(identity, prepared)

@@ -41,17 +41,20 @@ def encode_request(seq: int, req: VerifyRequest) -> bytes:
 def request_fields(req: VerifyRequest) -> bytes:
     """A request line after its sequence number, TABs and LF included (what the front's
     sessions hand to :meth:`saslauth.verifier.client.VerifierClient.send`)."""
-    return encode_fields(req.user, req.password, req.service, req.rip, req.lip, req.secured)
+    return encode_fields(
+        req.user, req.password, wire.encode_name(req.service), req.rip, req.lip, req.secured
+    )
 
 
 def encode_fields(
-    user: str, password: bytes, service: str, rip: str | None, lip: str | None, secured: bool
+    user: str, password: bytes, service: bytes, rip: str | None, lip: str | None, secured: bool
 ) -> bytes:
-    """:func:`request_fields` from the values themselves, without a VerifyRequest."""
+    """:func:`request_fields` from the values themselves, without a VerifyRequest; ``service``
+    already encoded (``wire.encode_name``: the session may have it as the client sent it)."""
     return b"\t%s\t%s\t%s\t%s\t%s\t%s\n" % (
         wire.encode_name(user),
         wire.escape(password),
-        wire.encode_name(service),
+        service,
         (rip or "").encode(),
         (lip or "").encode(),
         b"1" if secured else b"0",
