@@ -117,9 +117,8 @@ class Session(asyncio.Protocol):
         rip: str | None,
         secured: bool,
     ) -> None:
-        """_begin for what ServerConnection.quick_auth found (no AuthRequest was made), and
-        _decide and _check in the same call: one call per request from the read to the line
-        for the verifier."""
+        """_begin for what ServerConnection.quick_auth found (no AuthRequest was made), with
+        _check's usual case (no limiter: the verifier line made here)."""
         pending = Attempt(
             request_id,
             mechanism,
@@ -130,16 +129,9 @@ class Session(asyncio.Protocol):
             None,
             time.monotonic(),
         )
-        self.pending[request_id] = pending
-        try:
-            check = self.settings.immediates[mechanism](initial)
-        except Exception:
-            self._mechanism_bug(pending)
+        check = self._decided(pending, self.settings.immediates[mechanism], initial)
+        if check is None:
             return
-        if isinstance(check, mech.Failure):
-            self._fail(pending, check)
-            return
-        pending.identity = check.identity
         if self.settings.limiter is not None:
             self._check(pending, check)
             return
@@ -154,17 +146,29 @@ class Session(asyncio.Protocol):
         initial: bytes,
     ) -> None:
         """The whole exchange in one call, no generator to step (the commonest login)."""
+        check = self._decided(pending, immediate, initial)
+        if check is not None:
+            self._check(pending, check)
+
+    def _decided(
+        self,
+        pending: Attempt,
+        immediate: Callable[[bytes], mech.VerifyPlain | mech.Failure],
+        initial: bytes,
+    ) -> mech.VerifyPlain | None:
+        """Make ``pending`` active and ask the mechanism: the password check to make, or None
+        when the attempt ended there (a failure, or a bug in the mechanism)."""
         self.pending[pending.id] = pending
         try:
             check = immediate(initial)
         except Exception:
             self._mechanism_bug(pending)
-            return
+            return None
         if isinstance(check, mech.Failure):
             self._fail(pending, check)
-            return
+            return None
         pending.identity = check.identity
-        self._check(pending, check)
+        return check
 
     def _continue(self, event: Continue) -> None:
         pending = self.pending.get(event.id)
