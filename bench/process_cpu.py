@@ -128,19 +128,19 @@ def main() -> int:
     work = Path(public_dir("saslcpu-"))
     (work / "users").write_text("".join(f"user{i}:{{PLAIN}}pw{i}\n" for i in range(1000)))
     (work / "creds").write_text("".join(f"user{i}:pw{i}\n" for i in range(1000)))
-    runs: dict[Path, list[Measured]] = {tree: [] for tree in trees}
+    runs: list[list[Measured]] = [[] for _ in trees]  # by position: a tree may come twice
     for _ in range(args.pairs):
-        for tree in trees:
+        for index, tree in enumerate(trees):
             measured = measure(tree, work, args)
-            runs[tree].append(measured)
+            runs[index].append(measured)
             print(measured.line(), flush=True)
     print("== medians")
-    for tree, measured_runs in runs.items():
+    for tree, measured_runs in zip(trees, runs, strict=True):
         rate = statistics.median(m.logins_per_s for m in measured_runs)
         cpu = statistics.median(m.cpu_us for m in measured_runs)
         print(f"{tree}: {rate:,.0f} logins/s, CPU µs per login {cpu:.1f}")
     if len(trees) == 2:
-        first, second = runs[trees[0]], runs[trees[1]]
+        first, second = runs
         changes = [100 * (b.cpu_us / a.cpu_us - 1) for a, b in zip(first, second, strict=True)]
         print(
             "CPU per login, second tree against the first, pair by pair: "
