@@ -1,5 +1,6 @@
 """Field values of the auth protocol as Dovecot 2.3 reads them: request ids and versions
-(``str_to_uint32``), ports, and client/server addresses in their normal form.
+(``str_to_uint32``, also the rule for numbers in stored hashes), ports, and client/server
+addresses in their normal form.
 """
 
 from __future__ import annotations
@@ -12,13 +13,23 @@ MAX_ID = 2**32 - 1
 
 
 def uint32(value: bytes, *, nonzero: bool = False) -> int | None:
-    """Unsigned 32-bit decimal as Dovecot's str_to_uint32 accepts it (no sign, no spaces)."""
-    if not value.isdigit() or not value.isascii():
-        return None
-    number = int(value)
-    if number > MAX_ID or (nonzero and number == 0):
+    """Unsigned 32-bit decimal as Dovecot's str_to_uint32 accepts it (no sign, no spaces, any
+    number of leading zeros)."""
+    number = _decimal(value, 10)
+    if number is None or number > MAX_ID or (nonzero and number == 0):
         return None
     return number
+
+
+def _decimal(value: bytes, most: int) -> int | None:
+    """ASCII digits with at most ``most`` after the leading zeros, as a number; None otherwise.
+    (int() alone refuses more than 4300 digits with a ValueError: a client could send them.)"""
+    if not value.isdigit():  # (bytes: ASCII digits only)
+        return None
+    digits = value.lstrip(b"0")
+    if len(digits) > most:
+        return None
+    return int(digits) if digits else 0
 
 
 # An IPv4 address as inet_ntop writes it: four decimal octets, no leading zeros.
@@ -65,4 +76,5 @@ def normal_address(text: str) -> str | None:
 
 def port(value: bytes | None) -> int | None:
     """A port number (1-65535), or None."""
-    return int(value) if value and value.isdigit() and 0 < int(value) < 65536 else None
+    number = _decimal(value, 5) if value else None
+    return number if number is not None and 0 < number < 65536 else None

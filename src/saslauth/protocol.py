@@ -130,6 +130,7 @@ class ServerConnection:
         if postfix is not None and len(data) <= wire.MAX_LINE:
             number, name, service, lip, rip, flag, resp = postfix.groups()
             secured = flag is not None
+            request_id: int | None = int(number)  # (at most 10 digits: the match's)
         else:
             line = self._whole_auth_line(data)
             if line is None or 1 in line:  # (an escape byte: the general parse unescapes)
@@ -139,13 +140,12 @@ class ServerConnection:
                 return None
             number, name, service, some_lip, some_rip, secured, resp = found
             lip, rip = some_lip or b"", some_rip or b""  # (address: None and b"" alike)
-            if not number.isdigit() or not number.isascii():  # (uint32's rule, as the match's)
-                return None
+            request_id = uint32(number)
         mechanism = self._mech_names.get(name)
-        request_id = int(number)
         if (
             mechanism is None
             or mechanism not in mechanisms
+            or request_id is None
             or not 0 < request_id <= MAX_ID
             or request_id in self.requests
         ):

@@ -96,12 +96,17 @@ def test_handshake_and_command_violations_close(data: bytes) -> None:
         "AUTH\t+1\tPLAIN\tservice=smtp",
         "AUTH\t 1\tPLAIN\tservice=smtp",
         "AUTH\t4294967296\tLOGIN\tservice=smtp",
+        # past int()'s 4300-digit limit
+        pytest.param("AUTH\t" + "1" * 5000 + "\tPLAIN\tservice=smtp", id="AUTH-huge-id"),
+        pytest.param("AUTH\t" + "1" * 5000 + "\tPLAIN\tservice=s\tresp=AA==", id="AUTH-huge-id2"),
         "AUTH\t1\tDIGEST-MD5\tservice=smtp",
         "AUTH\t1\tPLAIN\tresp=" + GOOD,  # no service
         "AUTH\t1\tPLAIN\tservice=smtp\tresp=" + GOOD + "\tsecured",  # field after resp
         "CONT\t1",
         "CONT\tx\tAAAA",
+        pytest.param("CONT\t" + "9" * 5000 + "\tAAAA", id="CONT-huge-id"),
         "CANCEL\tx",
+        pytest.param("CANCEL\t" + "9" * 5000, id="CANCEL-huge-id"),
         "CANCEL\t1\textra",
         "CANCEL",
     ],
@@ -132,8 +137,12 @@ def test_leading_zeros_and_max_id() -> None:
     conn = ready()
     (a,) = feed(conn, "AUTH\t007\tLOGIN\tservice=smtp")
     (b,) = feed(conn, "AUTH\t4294967295\tLOGIN\tservice=smtp")
+    # str_to_uint32 takes any number of leading zeros, more than int() reads by default
+    zeros = "0" * 5000
+    (c,) = feed(conn, f"AUTH\t{zeros}9\tLOGIN\tservice=smtp\tlport={zeros}25")
     assert isinstance(a, AuthRequest) and a.id == 7
     assert isinstance(b, AuthRequest) and b.id == 4294967295
+    assert isinstance(c, AuthRequest) and (c.id, c.lport) == (9, 25)
     assert conn.send(Challenge(7, b"Username:")) == b"CONT\t7\tVXNlcm5hbWU6\n"
 
 
@@ -141,10 +150,12 @@ def test_unparsable_addresses_and_unknown_params_are_ignored() -> None:
     (event,) = feed(
         ready(),
         "AUTH\t1\tPLAIN\tfoo=bar\tnologin\tbaz\tservice=imap\tvalid-client-cert\tsecured=tls"
-        "\tlocal_name=mx.example\tsession=abc\trip=not-an-ip\tlip=\tlport=99999\tresp=" + GOOD,
+        "\tlocal_name=mx.example\tsession=abc\trip=not-an-ip\tlip=\tlport=99999"
+        "\trport=" + "9" * 5000 + "\tresp=" + GOOD,
     )
     assert isinstance(event, AuthRequest)
     assert (event.rip, event.lip, event.lport, event.service) == (None, None, None, "imap")
+    assert event.rport is None
     assert event.valid_client_cert and event.secured
 
 
@@ -527,6 +538,7 @@ _ADDRESSES = [b"127.0.0.1", b"", b"::1", b"unknown", b"127.000.0.1", b"::FFFF:1.
 
 _LONG = b"s" * wire.MAX_LINE  # a service that makes the line too long
 END = b"\n"
+_LONG_IDS = [b"9" * 5000, b"0" * 5000 + b"7"]  # more digits than int() reads by default
 
 
 @settings(max_examples=1500, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -535,7 +547,9 @@ END = b"\n"
 @example(b"1", b"PLAIN", _LONG[:-100], b"", b"", b"", GOOD.encode(), False, b"\n")  # just fits
 @example(b"1", b"PLAIN", _LONG, b"", b"", b"", GOOD.encode(), False, b"\n")
 @given(
-    st.sampled_from([b"1", b"7", b"0", b"01", b"4294967295", b"4294967296", b"00000000001", b"x"]),
+    st.sampled_from(
+        [b"1", b"7", b"0", b"01", b"4294967295", b"4294967296", b"00000000001", b"x", *_LONG_IDS]
+    ),
     st.sampled_from([b"PLAIN", b"plain", b"LOGIN", b"CRAM-MD5", b"", b"PL\x01AIN"]),
     st.sampled_from(
         [b"smtp", b"", b"s=x", b"s\xffp", b"resp", b"smtp ", b"s\x01p", b"s\x00p", b"s\rp"]

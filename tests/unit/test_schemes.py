@@ -344,8 +344,12 @@ def test_generate_refuses_bad_input() -> None:
         "$1$am9lU0i3$55ziQO1TQU4tm482xO2Rc1$ignored",
         "{PBKDF2}$1$abc$07$ac1dd7f6c1f3e153df35670cf932a747dc86f7ca",
         "{PBKDF2}$1$abc$7$AC1DD7F6C1F3E153DF35670CF932A747DC86F7CA",
+        # str_to_uint takes any number of leading zeros, more digits than int() reads
+        "{PBKDF2}$1$abc$" + "0" * 5000 + "7$ac1dd7f6c1f3e153df35670cf932a747dc86f7ca",
         "{SCRAM-SHA-1}04096,MDEyMzQ1Njc4OWFiY2RlZg,ZnqDkbqfwR2KKV/RA37Ut+cv+dg=,"
         "XH6+sRFySz39hhtQA1fE+aOQl/U=",  # salt without padding: Dovecot's lenient decoder
+        "{SCRAM-SHA-1}" + "0" * 5000 + "4096,MDEyMzQ1Njc4OWFiY2RlZg,ZnqDkbqfwR2KKV/RA37Ut+cv+dg=,"
+        "XH6+sRFySz39hhtQA1fE+aOQl/U=",
         "{DES-CRYPT}$6$FcIr1Zaj0aoQOifJ$3i2XZl0gn8NcFHU9q/2NgO3dKi2Pd.Gj3c/aOsJxXYMNV9aw8jxXNDpd"
         "bVOV.wlId2YNU/9YZrIcCHA3DfMN./",  # every crypt scheme takes every crypt string
         "{SHA512-CRYPT}$2y$05$/mIEhn5MEZIayz.ldOIimO61POvIx7UUlMcchnJGhQNAHg7Cti23S",
@@ -378,6 +382,9 @@ def test_default_scheme_applies_to_bare_values() -> None:
         "{PLAIN}",
         "{PLAIN.b64}",
         "{PLAIN.b64}cx==",  # decodes to "s"
+        # parsed (leading zeros, more digits than int() reads), but OTP compares the whole text
+        "{OTP}sha1 " + "0" * 5000 + "1024 seed "
+        + otp.otp_hash(b"sha1", b"seed", b"secret", 1024).hex(),
         "{MD5-CRYPT}Pqt/qCo2Jx0lM",  # MD5-CRYPT only does $1$
         "{MD5-CRYPT}$6$FcIr1Zaj0aoQOifJ$3i2XZl0gn8NcFHU9q/2NgO3dKi2Pd.Gj3c/aOsJxXYMNV9aw8jxXNDpdbV"
         "OV.wlId2YNU/9YZrIcCHA3DfMN./",
@@ -392,6 +399,7 @@ def test_default_scheme_applies_to_bare_values() -> None:
         "{OTP}sha1\t1024 seed 0011223344556677",
         "{OTP}sha1 1024 seed 0011223344556677ff",
         "{OTP}md5 -1 seed 0011223344556677",
+        "{OTP}md5 -" + "0" * 5000 + "1 seed 0011223344556677",  # -1, read past int()'s limit
         "{PBKDF2}$1$abc$0$0000000000000000000000000000000000000000",  # Dovecot: any password!
         "{PLAIN-TRUNC}-",  # Dovecot: any password!
         "{PLAIN-TRUNC}0-",
@@ -460,6 +468,10 @@ def test_plain_trunc_matches_longer_input() -> None:
         "{OTP}md5 5 0123456789abcdefg 0011223344556677",
         "{OTP}md5 5 seed 001122334455667x",
         "{OTP}md5 99999999999 seed 0011223344556677",
+        "{OTP}md5 " + "9" * 5000 + " seed 0011223344556677",  # past int()'s digit limit
+        "{PBKDF2}$1$abc$" + "9" * 5000 + "$ac1dd7f6c1f3e153df35670cf932a747dc86f7ca",
+        "{SCRAM-SHA-1}" + "9" * 5000 + ",MDEy,ZnqDkbqfwR2KKV/RA37Ut+cv+dg=,"
+        "XH6+sRFySz39hhtQA1fE+aOQl/U=",
         "{OTP}md5 200000 seed 0011223344556677",
     ],
 )

@@ -182,14 +182,24 @@ def test_a_chain_of_two_always_takes_the_general_path(tmp_path: Path) -> None:
     assert ok.verdict is Verdict.OK and ok.backend == second_name
 
 
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"V\tx\tbad\n",
+        # a usual line but for a sequence number past int()'s 4300-digit limit
+        b"V\t" + b"9" * 5000 + b"\talice\tsecret\tsmtp\t\t\t0\n",
+        b"V\t" + b"9" * 5000 + b"\tal\x01tice\tsecret\tsmtp\t\t\t0\n",  # (escaped: decode_request)
+    ],
+    ids=["short", "huge-seq", "huge-seq-escaped"],
+)
 def test_garbage_in_a_batch_closes_with_no_answer(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, garbage: bytes
 ) -> None:
     path = tmp_path / "users"
     path.write_text(USERS)
     good = verifier.encode_request(1, VerifyRequest("alice", b"secret"))
     with caplog.at_level(logging.ERROR, logger="saslauth.verifier"):
-        lines, transport = _serve_file(path, good + b"V\tx\tbad\n" + good, 2)
+        lines, transport = _serve_file(path, good + garbage + good, 2)
     assert lines == [] and transport.closed
     assert "front process sent garbage (malformed verify request)" in caplog.text
 

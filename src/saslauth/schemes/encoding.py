@@ -103,8 +103,3 @@ def encode(raw: bytes, encoding: Encoding) -> str:
 def random_salt(length: int) -> str:
     """``length`` random characters of :data:`SALT_CHARS` (Dovecot's ``password_generate_salt``)."""
     return "".join(secrets.choice(SALT_CHARS) for _ in range(length))
-
-
-def is_uint(text: bytes) -> bool:
-    """Dovecot's ``str_to_uint`` accepts only ASCII digits that fit 32 bits."""
-    return text.isdigit() and len(text.lstrip(b"0")) <= 10 and int(text) <= 0xFFFFFFFF

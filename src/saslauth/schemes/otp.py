@@ -77,9 +77,12 @@ def _parse(raw: bytes) -> tuple[bytes, int, bytes]:
     digits = raw[start:pos]
     if digits in (b"", b"-") or pos == len(raw) or raw[pos] not in _BLANKS:
         raise invalid
-    if len(digits.lstrip(b"-0")) > 10 or not -(2**31) <= int(digits) < 2**31:
+    magnitude = digits.lstrip(b"-").lstrip(b"0")  # (int() refuses over 4300 digits)
+    if len(magnitude) > 10:
         raise invalid
-    sequence = int(digits)
+    sequence = -int(magnitude or b"0") if digits[:1] == b"-" else int(magnitude or b"0")
+    if not -(2**31) <= sequence < 2**31:
+        raise invalid
     if sequence > SEQUENCE_MAX:
         raise InvalidHashError("OTP: sequence number out of range")
     pos += 1

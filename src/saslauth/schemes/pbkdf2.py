@@ -12,7 +12,8 @@ import hashlib
 import hmac
 
 from saslauth.errors import InvalidHashError
-from saslauth.schemes.encoding import hex_decode, is_uint, random_salt
+from saslauth.fieldvalues import uint32
+from saslauth.schemes.encoding import hex_decode, random_salt
 from saslauth.schemes.unixcrypt import c_string
 
 KEY_LEN = 20
@@ -25,18 +26,19 @@ def pbkdf2_verify(password: bytes, raw: bytes, user: str) -> bool:
     if not raw.startswith(b"$1$"):
         raise InvalidHashError("PBKDF2: the value does not start with $1$")
     fields = raw[3:].split(b"$")
-    if len(fields) != 3 or not is_uint(fields[1]):
+    rounds = uint32(fields[1]) if len(fields) == 3 else None  # (str_to_uint's rules)
+    if rounds is None:
         raise InvalidHashError("PBKDF2: the value is not $1$salt$rounds$hash")
-    salt, rounds, key_hex = fields
+    salt, _, key_hex = fields
     if len(key_hex) != 2 * KEY_LEN:
         raise InvalidHashError("PBKDF2: the hash is not 160 bits of hex")
     try:
         key = hex_decode(key_hex)
     except InvalidHashError:
         raise InvalidHashError("PBKDF2: the hash is not 160 bits of hex") from None
-    if int(rounds) == 0:
+    if rounds == 0:
         return False
-    derived = hashlib.pbkdf2_hmac("sha1", password, salt, int(rounds), KEY_LEN)
+    derived = hashlib.pbkdf2_hmac("sha1", password, salt, rounds, KEY_LEN)
     return hmac.compare_digest(derived, key)
 
 

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from saslauth.errors import InvalidHashError
-from saslauth.schemes.encoding import b64_decode, b64_decode_lenient, b64_encode, is_uint
+from saslauth.fieldvalues import uint32
+from saslauth.schemes.encoding import b64_decode, b64_decode_lenient, b64_encode
 from saslauth.schemes.unixcrypt import c_string
 
 ITERATIONS_MIN = 4096
@@ -40,7 +41,8 @@ def parse(hash_name: str, scheme: str, raw: bytes) -> ScramCredentials:
     fields = c_string(raw).split(b",")
     if len(fields) != 4:
         raise InvalidHashError(f"{scheme}: the value is not iter,salt,StoredKey,ServerKey")
-    if not is_uint(fields[0]) or not ITERATIONS_MIN <= int(fields[0]) <= ITERATIONS_MAX:
+    iterations = uint32(fields[0])  # (str_to_uint's rules)
+    if iterations is None or not ITERATIONS_MIN <= iterations <= ITERATIONS_MAX:
         raise InvalidHashError(f"{scheme}: invalid iteration count")
     size = hashlib.new(hash_name).digest_size
     keys = []
@@ -52,7 +54,7 @@ def parse(hash_name: str, scheme: str, raw: bytes) -> ScramCredentials:
         if len(key) != size:
             raise InvalidHashError(f"{scheme}: invalid {what}")
         keys.append(key)
-    return ScramCredentials(int(fields[0]), b64_decode_lenient(fields[1]), keys[0], keys[1])
+    return ScramCredentials(iterations, b64_decode_lenient(fields[1]), keys[0], keys[1])
 
 
 def _keys(hash_name: str, password: bytes, salt: bytes, iterations: int) -> tuple[bytes, bytes]:

@@ -89,7 +89,8 @@ def decode_request(line: bytes) -> tuple[int, VerifyRequest]:
 
 
 def _well_formed(fields: list[bytes]) -> bool:
-    return len(fields) == 8 and fields[0] == b"V" and fields[1].isdigit()
+    # (a sequence number of at most 20 digits: int() refuses over 4300 with a ValueError)
+    return len(fields) == 8 and fields[0] == b"V" and fields[1].isdigit() and len(fields[1]) <= 20
 
 
 def usual_request(line: bytes) -> list[bytes] | None:
