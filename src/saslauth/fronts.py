@@ -33,6 +33,9 @@ class FrontProc:
 
 
 GENERATIONS = 64  # verifiers remembered in start order; a report on an older one is stale
+# Control lines are a word and a pid; a front (less privileged than the master) that sends a
+# longer one is broken or hostile, and is closed before anything parses what it sent.
+MAX_CONTROL_LINE = 256
 
 
 class Fronts:
@@ -156,6 +159,17 @@ class Fronts:
                 self.close(front)
                 continue
             *lines, front.inbox = (front.inbox + data).split(b"\n")
+            if len(front.inbox) > MAX_CONTROL_LINE or any(
+                len(line) > MAX_CONTROL_LINE for line in lines
+            ):
+                log.error(
+                    "front %d (pid %s) sent a control line longer than %d bytes; closing it",
+                    front.index + 1,
+                    front.pid,
+                    MAX_CONTROL_LINE,
+                )
+                self.close(front)
+                continue
             for line in lines:
                 word, _, arg = line.decode("ascii", "replace").partition(" ")
                 messages.append((front, word, arg))
