@@ -39,7 +39,6 @@ class _Link(asyncio.Protocol):
         self.ready = False
         self.started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.outstanding: set[int] = set()  # requests written to this child, not yet answered
-        self.retiring = False
         self.pid = 0  # the child's, from its READY line
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -146,8 +145,7 @@ class VerifierClient:
         if not link.started.done():
             link.started.set_result(True)
         if old is not None:
-            old.retiring = True
-            if old.outstanding:
+            if old.outstanding:  # it retires: closed once it owes nothing (_retired)
                 self._retiring.append(old)
             else:
                 old.close()
