@@ -55,5 +55,5 @@ def fail_fields(identity: Identity | None, lookup: Lookup | None, *, temporary: 
     if lookup is not None:
         fields.extend(lookup.extra)
     if identity is not None:
-        fields.extend(identity.reply_fields())
+        fields.extend(identity.reply_fields)
     return tuple(fields)

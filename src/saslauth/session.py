@@ -269,7 +269,7 @@ class Session(asyncio.Protocol):
     def _succeed(self, pending: Attempt, identity: Identity, lookup: Lookup) -> None:
         request_id = pending.id
         del self.pending[request_id]
-        line = self.conn.ok(request_id, identity.user, lookup.extra + identity.reply)
+        line = self.conn.ok(request_id, identity.user, lookup.extra + identity.reply_fields)
         transport = self.transport
         if transport is not None:  # (_write, inline)
             transport.write(line)

@@ -38,18 +38,16 @@ class Identity:
     user: str
     original: str
     valid: bool = True
-    # reply_fields(), worked out once (identities are remembered per name): an attribute to read
-    # on the per-request path instead of a call.
-    reply: tuple[tuple[str, str | None], ...] = field(init=False, repr=False, compare=False)
+    # ``original_user=`` when it differs from ``user`` (or the name was refused): worked out
+    # once, as identities are remembered per name, and read on the per-request path.
+    reply_fields: tuple[tuple[str, str | None], ...] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         renamed = not self.valid or self.original != self.user
         reply = (("original_user", self.original),) if renamed else ()
-        object.__setattr__(self, "reply", reply)  # (frozen to the type checker)
-
-    def reply_fields(self) -> tuple[tuple[str, str | None], ...]:
-        """``original_user=`` when it differs from ``user`` (or the name was refused)."""
-        return self.reply
+        object.__setattr__(self, "reply_fields", reply)  # (frozen to the type checker)
 
 
 @dataclass(frozen=True, slots=True)

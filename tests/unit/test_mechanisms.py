@@ -70,12 +70,12 @@ def test_plain_case_and_invalid_names() -> None:
     _, _, outcome = run(Plain(POLICY), b"\0Alice\0secret", [])
     assert isinstance(outcome, mech.Success)
     assert outcome.identity == Identity("alice", "Alice")
-    assert outcome.identity.reply_fields() == (("original_user", "Alice"),)
+    assert outcome.identity.reply_fields == (("original_user", "Alice"),)
     _, verifies, outcome = run(Plain(POLICY), b"\0alice+tag\0secret", [])
     assert outcome == mech.Failure(Identity("alice+tag", "alice+tag", valid=False)) and not verifies
     _, _, outcome = run(Plain(POLICY), b"\0\0secret", [])
     assert isinstance(outcome, mech.Failure) and outcome.identity is not None
-    assert outcome.identity.reply_fields() == (("original_user", ""),)
+    assert outcome.identity.reply_fields == (("original_user", ""),)
 
 
 def test_plain_wrong_password() -> None:
