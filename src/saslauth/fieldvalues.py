@@ -15,15 +15,16 @@ MAX_ID = 2**32 - 1
 def uint32(value: bytes, *, nonzero: bool = False) -> int | None:
     """Unsigned 32-bit decimal as Dovecot's str_to_uint32 accepts it (no sign, no spaces, any
     number of leading zeros)."""
-    number = _decimal(value, 10)
+    number = decimal(value, 10)
     if number is None or number > MAX_ID or (nonzero and number == 0):
         return None
     return number
 
 
-def _decimal(value: bytes, most: int) -> int | None:
-    """ASCII digits with at most ``most`` after the leading zeros, as a number; None otherwise.
-    (int() alone refuses more than 4300 digits with a ValueError: a client could send them.)"""
+def decimal(value: bytes, most: int) -> int | None:
+    """ASCII digits with at most ``most`` after the leading zeros (any number of them, as
+    Dovecot's str_to_* read), as a number; None otherwise.  int() alone refuses more than 4300
+    digits with a ValueError, and a client or a stored hash could hold them."""
     if not value.isdigit():  # (bytes: ASCII digits only)
         return None
     digits = value.lstrip(b"0")
@@ -76,5 +77,5 @@ def normal_address(text: str) -> str | None:
 
 def port(value: bytes | None) -> int | None:
     """A port number (1-65535), or None."""
-    number = _decimal(value, 5) if value else None
+    number = decimal(value, 5) if value else None
     return number if number is not None and 0 < number < 65536 else None

@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable
 
 from saslauth.errors import InvalidHashError
+from saslauth.fieldvalues import decimal
 from saslauth.schemes.md4 import md4
 from saslauth.schemes.unixcrypt import c_string
 
@@ -77,10 +78,10 @@ def _parse(raw: bytes) -> tuple[bytes, int, bytes]:
     digits = raw[start:pos]
     if digits in (b"", b"-") or pos == len(raw) or raw[pos] not in _BLANKS:
         raise invalid
-    magnitude = digits.lstrip(b"-").lstrip(b"0")  # (int() refuses over 4300 digits)
-    if len(magnitude) > 10:
+    magnitude = decimal(digits.removeprefix(b"-"), 10)
+    if magnitude is None:
         raise invalid
-    sequence = -int(magnitude or b"0") if digits[:1] == b"-" else int(magnitude or b"0")
+    sequence = -magnitude if digits.startswith(b"-") else magnitude
     if not -(2**31) <= sequence < 2**31:
         raise invalid
     if sequence > SEQUENCE_MAX:
