@@ -22,6 +22,7 @@ from saslauth.passdb.chain import Chain
 from saslauth.passdb.passwd_file import PasswdFile
 from saslauth.verifier import VerifyRequest
 from saslauth.verifier.child import ChildProtocol
+from tests.fixtures.transport import MemoryTransport
 
 PASSWORD = b"correct horse battery"
 
@@ -270,18 +271,6 @@ def test_reply_tag_carries_the_cache_state() -> None:
         verifier.decode_reply(b"R:bogus\t3\tok\t\tb\t0\t")
 
 
-class FakeTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.data = bytearray()
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.data += data
-
-    def is_closing(self) -> bool:
-        return False
-
-
 def test_child_direct_path_and_resumed_hashes(tmp_path: Path, installed: VerifyCache) -> None:
     """Cheap schemes and cache hits are answered without a task, hashes on a thread with one;
     every reply carries its own request's cache state."""
@@ -291,7 +280,7 @@ def test_child_direct_path_and_resumed_hashes(tmp_path: Path, installed: VerifyC
     async def scenario() -> list[tuple[int, Lookup]]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         proto = ChildProtocol(chain, done)
-        transport = FakeTransport()
+        transport = MemoryTransport()
         proto.connection_made(transport)
         assert proto._direct
         requests = [

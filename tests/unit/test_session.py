@@ -20,35 +20,11 @@ from saslauth.sessionsettings import SessionSettings
 from saslauth.usernames import UsernamePolicy
 from saslauth.verifier import VerifyRequest, decode_request
 from saslauth.verifier.client import Done
+from tests.fixtures.transport import MemoryTransport
 
 USERS = {"alice": b"secret", "bob": b"bobpw"}
 GOOD = "AGFsaWNlAHNlY3JldA=="  # \0alice\0secret
 WRONG = "AGFsaWNlAHdyb25n"  # \0alice\0wrong
-
-
-class FakeTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.data = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        assert not self.closed, "write after close"
-        self.data += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return default
-
-    def lines(self) -> list[str]:
-        text = self.data.decode("utf-8", "surrogateescape")
-        self.data.clear()
-        return [line for line in text.split("\n") if line]
 
 
 class Harness:
@@ -72,7 +48,7 @@ class Harness:
         self.session = Session(settings, self.to_verifier, 1, "00" * 16)
         if not quick:  # AUTH lines always parsed into an AuthRequest (no quick_auth)
             self.session.conn.quick_auth = lambda data, mechanisms: None  # type: ignore[method-assign]
-        self.transport = FakeTransport()
+        self.transport = MemoryTransport()
         self.session.connection_made(self.transport)
         greeting = self.transport.lines()
         assert greeting[0] == "VERSION\t1\t2" and greeting[-1] == "DONE"

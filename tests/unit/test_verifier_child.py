@@ -19,6 +19,7 @@ from saslauth.passdb.chain import Chain
 from saslauth.passdb.passwd_file import PasswdFile
 from saslauth.verifier import VerifyRequest
 from saslauth.verifier.child import ChildProtocol
+from tests.fixtures.transport import MemoryTransport
 
 USERS = f"""\
 alice:{{PLAIN}}secret
@@ -36,30 +37,14 @@ NAMES = ["alice", "bob", "carol", "dave", "empty", "sha", "odd", "tab\tuser", "f
 PASSWORDS = [b"secret", b"bobpw", b"pw", b"t\tpw", b"x", b"", b"pw\0", b"\x01t", b"\xff"]
 
 
-class Transport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.data = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.data += data
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-
 def _db(path: Path, executor: ThreadPoolExecutor) -> PasswdFile:
     return PasswdFile(PasswdFileSettings(driver="passwd-file", path=str(path)), executor)
 
 
-async def _serve(chain: Chain, data: bytes, replies: int) -> tuple[list[bytes], Transport]:
+async def _serve(chain: Chain, data: bytes, replies: int) -> tuple[list[bytes], MemoryTransport]:
     """The child's reply lines (READY left out) once ``replies`` came, sorted by number."""
     proto = ChildProtocol(chain, asyncio.get_running_loop().create_future())
-    transport = Transport()
+    transport = MemoryTransport()
     proto.connection_made(transport)
     proto.data_received(data)
     for _ in range(500):
@@ -74,10 +59,10 @@ def _lines(requests: list[VerifyRequest], first: int = 0) -> bytes:
     return b"".join(verifier.encode_request(seq, r) for seq, r in enumerate(requests, first))
 
 
-def _serve_file(path: Path, data: bytes, replies: int) -> tuple[list[bytes], Transport]:
+def _serve_file(path: Path, data: bytes, replies: int) -> tuple[list[bytes], MemoryTransport]:
     """_serve with a chain of one passwd-file at ``path``, in an event loop of its own."""
 
-    async def scenario() -> tuple[list[bytes], Transport]:
+    async def scenario() -> tuple[list[bytes], MemoryTransport]:
         with ThreadPoolExecutor(1) as executor:
             return await _serve(Chain([_db(path, executor)]), data, replies)
 
