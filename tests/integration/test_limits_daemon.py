@@ -86,6 +86,24 @@ def test_brute_force_from_one_address(daemon: Saslauth) -> None:
     print(f"\nbrute force: replies {times}; alice at home {home_time * 1000:.0f} ms")
 
 
+def test_no_penalty_from_the_client_does_not_switch_the_limits_off(daemon: Saslauth) -> None:
+    # Dovecot skips its auth penalty for a request flagged no-penalty; chasquid flags every
+    # request so. An MTA passing on a stranger's guesses must not be able to turn brute-force
+    # protection off: trusted_networks is the admin's way to exempt a client.
+    conn = Conn(daemon.address)
+    try:
+        replies = [
+            conn.auth("nopenalty", f"guess-{i}", "198.51.100.33", flags="\tno-penalty")
+            for i in range(7)
+        ]
+    finally:
+        conn.close()
+    assert [v for v, _ in replies] == ["FAIL"] * 7
+    times = [round(e, 1) for _, e in replies]
+    assert times[:5] == [0.2, 0.2, 0.3, 0.4, 0.6], times
+    assert limited(daemon, r"user=nopenalty .*limited=refused:pair") == 2
+
+
 def test_shared_office_address(daemon: Saslauth) -> None:
     office = "192.0.2.10"
 
