@@ -22,7 +22,7 @@ from binascii import Error as BinasciiError
 from binascii import a2b_base64
 from collections.abc import Container, Iterable
 
-from saslauth import authfields, wire
+from saslauth import authfields, replies, wire
 from saslauth.errors import LocalProtocolError, RemoteProtocolError
 from saslauth.events import (
     AuthRequest,
@@ -37,17 +37,7 @@ from saslauth.events import (
 )
 from saslauth.fieldvalues import ADDRESSES, MAX_ID, address, port, uint32
 
-SERVER_VERSION = (1, 2)  # what Dovecot 2.3 announces
 
-REASON_TIMED_OUT = "Authentication request timed out"
-REASON_UNEXPECTED = "Unexpected continuation"
-REASON_BAD_INITIAL = "Invalid base64 data in initial response"
-REASON_BAD_CONTINUED = "Invalid base64 data in continued response"
-
-
-# What quick_auth finds: id, mechanism, service (a field as sent), initial response, lip, rip
-# (both in normal form, or None) and whether the connection is secured.
-QuickAuth = tuple[int, str, bytes, bytes, str | None, str | None, bool]
 class Handshake(enum.Enum):
     EXPECT_VERSION = enum.auto()
     EXPECT_CPID = enum.auto()
@@ -75,14 +65,9 @@ class ServerConnection:
         self.client_minor = 0
         self.requests: dict[int, RequestState] = {}
 
-    # ---- greeting -----------------------------------------------------------------------
     def greeting(self, spid: int, cuid: int, cookie: str) -> bytes:
-        """The whole 2.3 handshake, sent at once on accept.  MECH lines must precede SPID."""
-        lines = [b"VERSION\t%d\t%d\n" % SERVER_VERSION]
-        for name, flags in self._mechs.items():
-            lines.append(wire.join_fields([b"MECH", name.encode(), *(f.encode() for f in flags)]))
-        lines.append(b"SPID\t%d\nCUID\t%d\nCOOKIE\t%s\nDONE\n" % (spid, cuid, cookie.encode()))
-        return b"".join(lines)
+        """The whole 2.3 handshake, sent at once on accept."""
+        return replies.greeting(self._mechs, spid, cuid, cookie)
 
     # ---- input --------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
@@ -113,7 +98,7 @@ class ServerConnection:
             return None
         return data[:end]
 
-    def quick_auth(self, data: bytes, mechanisms: Container[str]) -> QuickAuth | None:
+    def quick_auth(self, data: bytes, mechanisms: Container[str]) -> authfields.QuickAuth | None:
         """:meth:`auth_line` for the commonest request, without an AuthRequest: one whole AUTH
         line with nothing escaped, for one of ``mechanisms`` (spelt as configured), with an
         initial response (``resp=`` neither empty nor ``=``) that is valid base64.  The id is
@@ -207,7 +192,7 @@ class ServerConnection:
             major, minor = uint32(fields[1]), uint32(fields[2])
             if major is None or minor is None:
                 raise RemoteProtocolError("invalid VERSION line")
-            if major != SERVER_VERSION[0]:
+            if major != replies.SERVER_VERSION[0]:
                 raise RemoteProtocolError(f"client protocol version {major} is not compatible")
             self.client_minor = minor
             self.handshake = Handshake.EXPECT_CPID
@@ -218,31 +203,12 @@ class ServerConnection:
         return None
 
     def _auth(self, line: bytes) -> ClientEvent:
-        fields = wire.split_fields(line)
-        if len(fields) < 3:
-            raise RemoteProtocolError("AUTH without id and mechanism")
-        request_id = uint32(fields[1], nonzero=True)
-        if request_id is None:
-            raise RemoteProtocolError("AUTH with an invalid id")
-        mechanism = self._mech_names.get(fields[2])
+        request_id, mech_name, params, flags, resp = authfields.auth_fields(line)
+        mechanism = self._mech_names.get(mech_name)
         if mechanism is None:
-            mechanism = fields[2].decode("ascii", "replace").upper()
+            mechanism = mech_name.decode("ascii", "replace").upper()
             if mechanism not in self._mechs:
                 raise RemoteProtocolError(f"unsupported mechanism {mechanism[:32]!r}")
-        params: dict[bytes, bytes] = {}
-        flags: set[bytes] = set()
-        resp: bytes | None = None
-        last = len(fields) - 1
-        for index in range(3, len(fields)):
-            name, eq, value = fields[index].partition(b"=")
-            if name == b"resp":
-                if index != last:
-                    raise RemoteProtocolError("AUTH has fields after resp")
-                resp = value
-            elif eq:
-                params[name] = value
-            elif name:
-                flags.add(name)
         service = params.get(b"service")
         if service is None:
             raise RemoteProtocolError("AUTH without service")
@@ -254,7 +220,7 @@ class ServerConnection:
             # "=" is the SMTP/IMAP convention for an empty initial response (RFC 4954).
             initial = b"" if resp == b"=" else wire.b64decode(resp)
             if initial is None:
-                return Rejected(request_id, REASON_BAD_INITIAL, "invalid_base64")
+                return Rejected(request_id, replies.REASON_BAD_INITIAL, "invalid_base64")
         self.requests[request_id] = RequestState.BUSY
         lip, rip = params.get(b"lip"), params.get(b"rip")
         return AuthRequest(
@@ -281,13 +247,14 @@ class ServerConnection:
             raise RemoteProtocolError("invalid CONT line")
         state = self.requests.get(request_id)
         if state is None:
-            return Rejected(request_id, REASON_TIMED_OUT)
+            return Rejected(request_id, replies.REASON_TIMED_OUT)
         del self.requests[request_id]
         if state is RequestState.BUSY:
-            return Rejected(request_id, REASON_UNEXPECTED, aborted=True)
+            return Rejected(request_id, replies.REASON_UNEXPECTED, aborted=True)
         decoded = wire.b64decode(data)
         if decoded is None:
-            return Rejected(request_id, REASON_BAD_CONTINUED, "invalid_base64", aborted=True)
+            reason = replies.REASON_BAD_CONTINUED
+            return Rejected(request_id, reason, "invalid_base64", aborted=True)
         self.requests[request_id] = RequestState.BUSY
         return Continue(request_id, decoded)
 
@@ -314,7 +281,7 @@ class ServerConnection:
             self.requests[event.id] = RequestState.WAITING
             return b"CONT\t" + head + b"\t" + wire.b64encode(event.data) + b"\n"
         del self.requests[event.id]
-        return _render([b"FAIL", head], event.fields)
+        return replies.render([b"FAIL", head], event.fields)
 
     def ok(self, request_id: int, user: str, fields: Fields) -> bytes:
         """``send(Ok(request_id, user, fields))`` without the Ok (the session's usual reply)."""
@@ -323,7 +290,8 @@ class ServerConnection:
         del self.requests[request_id]
         if not fields:  # the usual OK: nothing but the user name
             return b"OK\t%d\tuser=%s\n" % (request_id, wire.encode_name(user))
-        return _render([b"OK", b"%d" % request_id, b"user=" + wire.encode_name(user)], fields)
+        head = [b"OK", b"%d" % request_id, b"user=" + wire.encode_name(user)]
+        return replies.render(head, fields)
 
     def _check_busy(self, request_id: int) -> None:
         """Only a BUSY request may be answered (the server's turn): else it is our bug."""
@@ -331,21 +299,4 @@ class ServerConnection:
         if state is not RequestState.BUSY:
             raise LocalProtocolError(f"reply for request {request_id} in state {state}")
 
-    @staticmethod
-    def reject(event: Rejected) -> bytes:
-        """The immediate FAIL line for a :class:`Rejected` event (its id is already inactive)."""
-        parts = [b"FAIL", b"%d" % event.id]
-        if event.code:
-            parts.append(b"code=" + event.code.encode())
-        parts.append(b"reason=" + wire.encode_text(event.reason))
-        return wire.join_fields(parts)
-
-
-def _render(parts: list[bytes], fields: Fields) -> bytes:
-    """An OK or FAIL line: ``parts`` (its tag, id and so on), then ``fields``."""
-    for name, value in fields:
-        field = name.encode()
-        if value is not None:
-            field += b"=" + wire.encode_text(value)
-        parts.append(field)
-    return wire.join_fields(parts)
+    reject = staticmethod(replies.reject)  # the FAIL line of a Rejected event
