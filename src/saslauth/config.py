@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     Discriminator,
     Field,
@@ -23,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from saslauth import yamllines
 from saslauth.errors import ConfigError
 from saslauth.limits.settings import LimitsSettings
 from saslauth.settings.base import DriverSettings, Duration, Model, absolute
@@ -143,6 +143,7 @@ PassdbSettings = Annotated[
     Field(discriminator="driver"),
 ]
 _DRIVER_TAGS = frozenset({"passwd-file", "shadow", "pam", "imap", "sql", "ldap"})
+_UNION_TAGS = _DRIVER_TAGS | {"unix", "tcp"}  # in error locations, but no keys in the file
 
 
 class Config(Model):
@@ -226,56 +227,9 @@ class Config(Model):
 
 # ---- loading ---------------------------------------------------------------------------------
 
-Lines = dict[tuple[str | int, ...], int]
-
-
-def record_lines(node: yaml.Node, path: tuple[str | int, ...], lines: Lines) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = (path, key_node.value)
-            lines[(*key[0], key[1])] = key_node.start_mark.line + 1
-            record_lines(value_node, (*path, key_node.value), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines[(*path, index)] = item.start_mark.line + 1
-            record_lines(item, (*path, index), lines)
-
-
-def _locate(loc: tuple[str | int, ...], lines: Lines) -> tuple[int, str]:
-    """Map a pydantic error location to (line, dotted key), skipping union tags."""
-    path: tuple[str | int, ...] = ()
-    for part in loc:
-        if (*path, part) in lines:
-            path = (*path, part)
-        elif isinstance(part, str) and part not in ("unix", "tcp") and part not in _DRIVER_TAGS:
-            path = (*path, part)  # a missing key: report it at its parent's line
-    line = 1
-    for cut in range(len(path), 0, -1):
-        if path[:cut] in lines:
-            line = lines[path[:cut]]
-            break
-    return line, ".".join(str(p) for p in path) or "config"
-
-
 def parse(text: str, filename: str) -> Config:
     """Parse and validate a configuration text; raise ConfigError listing every problem."""
-    try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise ConfigError([(filename, line, "yaml", str(exc.problem or exc))]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([(filename, 1, "yaml", str(exc))]) from None
-    if node is None or not isinstance(data, dict):
-        raise ConfigError([(filename, 1, "config", "the file must hold a YAML mapping")])
-    lines: Lines = {}
-    record_lines(node, (), lines)
+    data, lines = yamllines.read(text, filename)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
@@ -288,7 +242,7 @@ def parse(text: str, filename: str) -> Config:
                 for other in errors
             ):
                 continue  # a list whose items are all wrong: the items' errors say it better
-            line, key = _locate(loc, lines)
+            line, key = yamllines.locate(loc, lines, _UNION_TAGS)
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "union_tag_invalid" and key.startswith("passdb."):
                 ctx = error.get("ctx") or {}

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from saslauth.config import Config, Lines, UnixListener, record_lines
+from saslauth.config import Config, UnixListener
 from saslauth.errors import ConfigError
+from saslauth.yamllines import Lines, record_lines
 
 _CREATE = "create it with: useradd --system --no-create-home --shell /usr/sbin/nologin {}"
 
