@@ -970,13 +970,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--saslauth-log-level",
         default="info",
         choices=("debug", "info", "warning", "error"),
-        help="saslauth log_level (info logs one line per authentication)",
+        help="saslauth log_level (info: the auth: lines of --saslauth-auth-log)",
     )
     p.add_argument(
         "--saslauth-auth-log",
-        default="all",
+        default="failures",
         choices=("all", "failures"),
-        help="saslauth auth_log (failures: no line for a successful authentication)",
+        help="saslauth auth_log (default failures, saslauth's default: no line for a successful"
+        " authentication; all: a line for every one)",
     )
     p.add_argument(
         "--saslauth-cache",

@@ -157,8 +157,9 @@ class Config(Model):
     cache: CacheSettings | None = None
     passdb: tuple[PassdbSettings, ...] = Field(min_length=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # which attempts get an auth: line: all of them, or failures only (Dovecot's auth_verbose)
-    auth_log: Literal["all", "failures"] = "all"
+    # which attempts get an auth: line: failures only (Dovecot's auth_verbose = yes; Postfix
+    # logs the sasl_username of a success itself), or all of them (README, "auth_log")
+    auth_log: Literal["all", "failures"] = "failures"
     limits: LimitsSettings | None = None  # absent: no limits (README, "Abuse resistance")
     # auto: uvloop when it is installed (the saslauth[uvloop] extra), else asyncio's own loop
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"

@@ -47,7 +47,7 @@ def passwd(workdir: Path) -> Path:
 
 @pytest.fixture
 def daemon(workdir: Path, passwd: Path) -> Iterator[Saslauth]:
-    config = write_config(workdir, passwd)
+    config = write_config(workdir, passwd, extra="auth_log: all\n")  # success lines too
     with running(config, workdir / "auth") as server:
         yield server
 
@@ -86,6 +86,15 @@ def test_saslauth_test_exit_codes(daemon: Saslauth) -> None:
     assert nowhere.returncode == 2 and "cannot connect" in nowhere.stderr
     usage = cli("-s", daemon.address)
     assert usage.returncode == 2
+
+
+def test_default_auth_log_has_failures_only(workdir: Path, passwd: Path) -> None:
+    with running(write_config(workdir, passwd), workdir / "auth") as daemon:
+        assert cli("-s", daemon.address, "-u", "bob", "-p", "bobpw").returncode == 0
+        assert cli("-s", daemon.address, "-u", "bob", "-p", "wrong").returncode == 1
+        daemon.wait_log("auth: result=fail user=bob")
+        time.sleep(0.3)  # the success's line, had there been one, was written before
+        assert "result=ok" not in daemon.log_text()
 
 
 def test_passwords_never_logged(daemon: Saslauth) -> None:

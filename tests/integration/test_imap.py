@@ -130,6 +130,7 @@ def imap_config(work: Path, passdb: str, *, socket_owner: str = "") -> Path:
     config.write_text(
         "user: nobody\n"
         "failure_delay: 0\n"
+        "auth_log: all\n"
         "listen:\n"
         f"  - path: {work / 'auth'}\n"
         f'    mode: "{"0660" if socket_owner else "0666"}"\n'

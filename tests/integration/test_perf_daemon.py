@@ -59,7 +59,8 @@ def test_cache_makes_repeats_fast_keeps_failure_delay_and_flushes(workdir: Path)
     passwd.write_text(
         f"alice:{_hash('alicepw', SLOW_ROUNDS)}\nbob:{_hash('bobpw', SLOW_ROUNDS)}\n"
     )
-    cache = "cache:\n  ttl: 5m\n  negative_ttl: 30s\n  size: 100\n"
+    # (auth_log: all: the hits and misses of successful logins are logged too)
+    cache = "cache:\n  ttl: 5m\n  negative_ttl: 30s\n  size: 100\nauth_log: all\n"
     config = write_config(workdir, passwd, failure_delay="0.5", extra=cache)
     with running(config, workdir / "auth") as daemon, AuthClient.connect(daemon.address) as c:
         c.handshake()

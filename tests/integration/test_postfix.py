@@ -43,7 +43,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             passwd,
             failure_delay="1s",
             socket_owner="postfix",  # mode 0660, owned by postfix, as in production
-            extra="tempfail: disconnect\n",
+            extra="tempfail: disconnect\nauth_log: all\n",
         )
         with running(config, work / "auth") as daemon:
             postfix = start_postfix(

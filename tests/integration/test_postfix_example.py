@@ -38,6 +38,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             text = (REPO / "examples" / "saslauth-postfix.yaml").read_text()
             text = text.replace("/var/spool/postfix/private/auth", str(socket))
             text = text.replace("user: saslauth", "user: nobody")  # no saslauth user here
+            text += "\nauth_log: all\n"  # the success lines the tests look for
             config = work / "saslauth.yaml"
             config.write_text(text)
             with running(config, socket) as daemon:

@@ -23,7 +23,12 @@ RELOADS = 10
 
 
 def config_text(
-    socket_path: Path, passwd: Path, delay: str = "0", fronts: int = 2, extra: str = ""
+    socket_path: Path,
+    passwd: Path,
+    delay: str = "0",
+    fronts: int = 2,
+    extra: str = "",
+    auth_log: str = "all",  # the tests read which passdb answered from the success lines
 ) -> str:
     return (
         "user: nobody\n"
@@ -35,6 +40,7 @@ def config_text(
         "  - driver: passwd-file\n"
         f"    path: {passwd}\n"
         f"fronts: {fronts}\n"
+        f"auth_log: {auth_log}\n"
         f"{extra}"
     )
 
@@ -230,20 +236,21 @@ def test_reload_whose_new_verifier_dies_leaves_both_fronts_serving() -> None:
 
 
 def test_reload_to_auth_log_failures_drops_success_lines_of_new_connections() -> None:
-    """auth_log is reloadable: after a reload to ``failures`` a new connection's successful
-    login has no auth: line, its failed one has; the connection open before keeps ``all``."""
+    """auth_log is reloadable: after a reload from ``all`` to ``failures`` a new connection's
+    successful login has no auth: line, its failed one has; the connection open before keeps
+    ``all``."""
     with public_tmpdir("sarl-") as work:
         (work / "users").write_text("bob:{PLAIN}bobpw\n")
         config = work / "saslauth.yaml"
-        config.write_text(config_text(work / "auth", work / "users", fronts=1))
+        config.write_text(config_text(work / "auth", work / "users", fronts=1, auth_log="all"))
         daemon = start_saslauth(config, work / "auth")
         try:
             with AuthClient.connect(str(daemon.socket), timeout=15) as before:
                 before.handshake()
                 assert _login(before, 1, "bobpw") == "OK\t1\tuser=bob"
                 daemon.wait_log("auth: result=ok user=bob")
-                quiet = "auth_log: failures\n"
-                config.write_text(config_text(work / "auth", work / "users", "0", 1, quiet))
+                quiet = config_text(work / "auth", work / "users", fronts=1, auth_log="failures")
+                config.write_text(quiet)
                 daemon.proc.send_signal(signal.SIGHUP)
                 wait_until(partial(_reloads_reach, daemon, 1), 15, what="the reload")
                 with AuthClient.connect(str(daemon.socket), timeout=15) as after:

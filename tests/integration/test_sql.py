@@ -102,7 +102,7 @@ def _passdbs(kind: str, dsn: str, extra: str = "") -> str:
 
 def _config(work: Path, passdbs: str, *, mode: str = "0666", owner: str = "") -> Path:
     text = (
-        "user: nobody\nfailure_delay: 0\n"
+        "user: nobody\nfailure_delay: 0\nauth_log: all\n"
         f"username:\n  allowed_chars: {json.dumps(ALLOWED)}\n"
         f"listen:\n  - path: {work}/auth\n    mode: \"{mode}\"\n{owner}"
         f"passdb:\n{passdbs}"

@@ -63,6 +63,7 @@ def setup() -> Iterator[Setup]:
         config.write_text(
             "user: nobody\n"
             "failure_delay: 0\n"
+            "auth_log: all\n"
             f'listen:\n  - path: {work / "auth"}\n    mode: "0666"\n'
             "passdb:\n"
             "  - driver: shadow\n"

@@ -124,14 +124,14 @@ def test_fronts_with_limits_is_one_front() -> None:
 
 
 def test_auth_log_reaches_the_sessions() -> None:
-    """auth_log: failures turns off the line for successful attempts only; anything else is
-    an error naming file and line."""
+    """auth_log: failures (the default) has no line for successful attempts; all has; anything
+    else is an error naming file and line."""
     from saslauth.frontprep import session_settings
 
-    assert config.parse(MINIMAL, "s.yaml").auth_log == "all"
-    assert session_settings(config.parse(MINIMAL, "s.yaml")).log_successes
-    quiet = config.parse(MINIMAL + "auth_log: failures\n", "s.yaml")
+    quiet = config.parse(MINIMAL, "s.yaml")
     assert quiet.auth_log == "failures" and not session_settings(quiet).log_successes
+    every = config.parse(MINIMAL + "auth_log: all\n", "s.yaml")
+    assert every.auth_log == "all" and session_settings(every).log_successes
     assert problems(MINIMAL + "auth_log: none\n") == [
         "s.yaml:6: auth_log: Input should be 'all' or 'failures'"
     ]
