@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """In-process CPU cost of the front's per-request path, without sockets or a verifier process.
 
-50 sessions (the real Session, protocol, PLAIN mechanism, verifier client codec and auth log
-line, logging to /dev/null) get one ``AUTH PLAIN`` each per round, shaped as authbench sends
-it; the verifier's replies are made up in the same process.  Prints CPU microseconds per
-request (best of ``--repeat``), or a cProfile listing with ``--profile``.  For instruction
-counts that do not depend on the machine's load, run it under
+50 sessions (the real Session, protocol, PLAIN mechanism and verifier client codec; with
+``--auth-log all`` the auth log line too, logged to /dev/null) get one ``AUTH PLAIN`` each per
+round, shaped as authbench sends it; the verifier's replies are made up in the same process.
+Prints CPU microseconds per request (best of ``--repeat``), or a cProfile listing with
+``--profile``.  For instruction counts that do not depend on the machine's load, run it under
 ``valgrind --tool=callgrind`` with two request counts and divide the difference.
 
     PYTHONPATH=src python3 bench/front_cost.py [--requests 30000] [--profile]
@@ -58,13 +58,15 @@ class Sink:
         pass
 
 
-async def run(requests: int) -> float:
+async def run(requests: int, log_successes: bool) -> float:
     logs.setup("info", "front")
     handler = logging.getLogger().handlers[0]
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(DEVNULL)
     streams = logbatch.install()
-    settings = SessionSettings.create(["PLAIN", "LOGIN"], UsernamePolicy(), failure_delay=0.0)
+    settings = SessionSettings.create(
+        ["PLAIN", "LOGIN"], UsernamePolicy(), failure_delay=0.0, log_successes=log_successes
+    )
     client = VerifierClient()
     link = _Link(client, 1)
     to_verifier = Sink()
@@ -105,13 +107,20 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=30000)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--profile", action="store_true")
+    p.add_argument(
+        "--auth-log",
+        choices=("failures", "all"),
+        default="failures",
+        help="the daemon's auth_log (default failures, its default: no line for these logins)",
+    )
     args = p.parse_args()
+    log_successes = args.auth_log == "all"
     if args.profile:
         profiler = cProfile.Profile()
-        profiler.runcall(loops.run, lambda: run(args.requests))
+        profiler.runcall(loops.run, lambda: run(args.requests, log_successes))
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         return 0
-    best = min(loops.run(lambda: run(args.requests)) for _ in range(args.repeat))
+    best = min(loops.run(lambda: run(args.requests, log_successes)) for _ in range(args.repeat))
     print(f"{best:.2f} us of CPU per request (best of {args.repeat} x {args.requests})")
     return 0
 

@@ -7,7 +7,7 @@ the difference in requests: start-up and import costs cancel out, and the figure
 depend on the machine's load, so a before/after needs only one run of each (about a minute).
 Needs valgrind (``apt-get install valgrind``).
 
-    python3 bench/instructions.py bench/front_cost.py [--python /opt/debpy/bin/python]
+    python3 bench/instructions.py bench/front_cost.py [--python PY] [--auth-log all]
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ COUNTS = (1000, 3000)
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def instructions(python: str, script: Path, requests: int, out: Path) -> int:
+def instructions(python: str, script: Path, requests: int, out: Path, extra: list[str]) -> int:
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-         python, str(script), "--requests", str(requests), "--repeat", "1"],
+         python, str(script), "--requests", str(requests), "--repeat", "1", *extra],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     found = _COLLECTED.search(done.stderr)
@@ -39,10 +39,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("script", type=Path, help="bench/front_cost.py or bench/verifier_cost.py")
     p.add_argument("--python", default=sys.executable, help="the interpreter to count")
-    args = p.parse_args()
+    args, extra = p.parse_known_args()  # the rest goes to the script (--auth-log all, say)
     with tempfile.TemporaryDirectory() as tmp:
         low, high = (
-            instructions(args.python, args.script, count, Path(tmp) / f"cg.{count}")
+            instructions(args.python, args.script, count, Path(tmp) / f"cg.{count}", extra)
             for count in COUNTS
         )
     per_request = (high - low) / (COUNTS[1] - COUNTS[0])
