@@ -12,24 +12,20 @@ import os
 import pwd
 from pathlib import Path
 
-import yaml
-
+from saslauth import yamllines
 from saslauth.config import Config, UnixListener
 from saslauth.errors import ConfigError
-from saslauth.yamllines import Lines, record_lines
+from saslauth.yamllines import Lines
 
 _CREATE = "create it with: useradd --system --no-create-home --shell /usr/sbin/nologin {}"
 
 
 def _lines(path: Path) -> Lines:
-    lines: Lines = {}
+    """The file's key lines (none if it cannot be read again: the checks still run)."""
     try:
-        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return lines
-    if node is not None:
-        record_lines(node, (), lines)
-    return lines
+        return yamllines.read(path.read_text(encoding="utf-8"), str(path))[1]
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return {}
 
 
 def problems(cfg: Config, path: str | Path) -> list[tuple[str, int, str, str]]:

@@ -16,16 +16,16 @@ from saslauth.errors import ConfigError
 Lines = dict[tuple[str | int, ...], int]
 
 
-def record_lines(node: yaml.Node, path: tuple[str | int, ...], lines: Lines) -> None:
+def _record_lines(node: yaml.Node, path: tuple[str | int, ...], lines: Lines) -> None:
     """Add the line of every key under ``node`` (found at ``path``) to ``lines``."""
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             lines[(*path, key_node.value)] = key_node.start_mark.line + 1
-            record_lines(value_node, (*path, key_node.value), lines)
+            _record_lines(value_node, (*path, key_node.value), lines)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[(*path, index)] = item.start_mark.line + 1
-            record_lines(item, (*path, index), lines)
+            _record_lines(item, (*path, index), lines)
 
 
 def read(text: str, filename: str) -> tuple[dict[object, object], Lines]:
@@ -47,7 +47,7 @@ def read(text: str, filename: str) -> tuple[dict[object, object], Lines]:
     if node is None or not isinstance(data, dict):
         raise ConfigError([(filename, 1, "config", "the file must hold a YAML mapping")])
     lines: Lines = {}
-    record_lines(node, (), lines)
+    _record_lines(node, (), lines)
     return data, lines
 
 
