@@ -45,6 +45,7 @@ for _path in (REPO, REPO / "src"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from bench.paired import paired_line  # noqa: E402
 from tests.fixtures.dovecot import DovecotAuth, start_dovecot_auth  # noqa: E402
 from tests.fixtures.ports import group_members, public_dir  # noqa: E402
 from tests.fixtures.saslauth import Saslauth, start_saslauth, write_config  # noqa: E402
@@ -867,6 +868,7 @@ def format_case(res: CaseResult, args: argparse.Namespace) -> str:
             lines.append(f"   {server:<9}NO REPLY AT ALL in round(s) {silent}: server stalled?")
     (dt_, _, d99), (st, _, s99) = med["dovecot"], med["saslauth"]
     lines.append(f"   ratio saslauth/dovecot: throughput {_ratio(st, dt_)}  p99 {_ratio(s99, d99)}")
+    lines.append(f"   paired by round: {paired_line([asdict(run) for run in res.runs])}")
     lines.extend(_idle_lines(res))
     lines.extend(_memory_lines(res))
     for server, problems in res.log_problems.items():
@@ -898,6 +900,11 @@ def format_summary(results: list[CaseResult]) -> str:
             f"{res.case:<15}{dt_:>11.0f}{st:>12.0f}{_ratio(st, dt_):>8}"
             f"{d99:>11.2f}{s99:>11.2f}{_ratio(s99, d99):>8}{errs:>12}{pss:>15}"
         )
+    lines.append(
+        "== paired (bench/paired.py): geometric mean of each round's saslauth run over the"
+        " Dovecot run just before it"
+    )
+    lines.extend(f"{res.case:<15}{paired_line([asdict(r) for r in res.runs])}" for res in results)
     return "\n".join(lines)
 
 
