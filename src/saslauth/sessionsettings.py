@@ -28,9 +28,8 @@ class SessionSettings:
     spid: int = 0
     mech_lines: list[tuple[str, list[str]]] = field(default_factory=list)
     limiter: Limiter | None = None  # saslauth.limits: penalties and refusals around verify
-    # an auth: line for every attempt, or (False) failures only; the daemon sets it from the
-    # config's auth_log (default failures), tests that build settings directly get every line
-    log_successes: bool = True
+    # an auth: line for every attempt, or (False, as auth_log's default) failures only
+    log_successes: bool = False
 
     @classmethod
     def create(
