@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from saslauth import verifier, wire
@@ -78,6 +78,46 @@ def test_decoded_request_hides_the_password() -> None:
 def test_decode_request_refuses_malformed(line: bytes) -> None:
     with pytest.raises(VerifierError, match="malformed"):
         verifier.decode_request(line)
+
+
+_FIELD = st.binary(max_size=6).filter(lambda b: b"\t" not in b)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    line=st.one_of(
+        st.builds(  # request-shaped lines with odd bytes anywhere: tag, number, count
+            lambda tag, seq, fields: b"\t".join([tag, seq, *fields]),
+            st.sampled_from([b"V", b"V", b"v", b""]),
+            st.one_of(  # numbers of up to 22 digits: 20 at most are taken
+                st.integers(1, 22).map(lambda digits: b"9" * digits),
+                st.from_regex(rb"\A[0-9]{1,22}\Z"),
+                _FIELD,
+            ),
+            st.lists(_FIELD, min_size=5, max_size=7),  # 7 to 9 fields in all: 8 are taken
+        ),
+        st.builds(lambda seq, r: verifier.encode_request(seq, r)[:-1], st.integers(0), requests),
+    )
+)
+@example(line=b"V\t" + b"9" * 20 + b"\tu\tp\tsmtp\t\t\t0")  # the longest number taken
+@example(line=b"V\t" + b"9" * 21 + b"\tu\tp\tsmtp\t\t\t0")
+@example(line=b"V\t1\tu\tp\tsmtp\t\t0")  # 7 fields
+@example(line=b"V\t1\tu\tp\tsmtp\t\t\t0\t")  # 9
+@example(line=b"V\t1\tu\x01\tp\tsmtp\t\t\t0")  # escaped: decode_request's
+def test_usual_request_takes_what_decode_request_takes_unescaped(line: bytes) -> None:
+    """The verifier's per-request parse: the fields of a line with no escape byte that
+    decode_request would take, which request_of then decodes as decode_request does; None
+    for every other line (then decode_request answers, or refuses)."""
+    fields = verifier.usual_request(line)
+    try:
+        decoded = verifier.decode_request(line)
+    except VerifierError:
+        assert fields is None
+        return
+    if 1 in line:
+        assert fields is None
+    else:
+        assert fields is not None and verifier.request_of(fields) == decoded
 
 
 @settings(max_examples=300, deadline=None)

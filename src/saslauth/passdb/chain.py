@@ -138,7 +138,9 @@ class Chain:
             lookup = now(user, password)
         except BackendError as exc:
             return _outage(self.passdbs[0], exc)
-        return None if lookup is None else apply_fields(lookup, rip)
+        if lookup is None or not lookup.extra:  # (apply_fields's first test, inline)
+            return lookup
+        return apply_fields(lookup, rip)
 
     async def verify_plain(self, request: VerifyRequest) -> Lookup:
         internal: Lookup | None = None

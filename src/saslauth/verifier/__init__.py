@@ -100,7 +100,9 @@ def usual_request(line: bytes) -> list[bytes] | None:
     if 1 in line:  # the escape byte
         return None
     fields = line.split(b"\t")
-    return fields if _well_formed(fields) else None
+    # (_well_formed, inline: the verifier's per-request call)
+    seq = fields[1] if len(fields) == 8 and fields[0] == b"V" else b""
+    return fields if seq.isdigit() and len(seq) <= 20 else None
 
 
 def request_of(fields: list[bytes]) -> tuple[int, VerifyRequest]:

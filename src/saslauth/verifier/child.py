@@ -65,6 +65,8 @@ class ChildProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
         self._transport = cast(asyncio.Transport, transport)
+        # kept: asyncio.get_running_loop() checks the pid, a getpid() system call
+        self._loop = asyncio.get_running_loop()
         self._transport.write(b"READY\t%d\n" % os.getpid())
 
     def data_received(self, data: bytes) -> None:
@@ -80,9 +82,23 @@ class ChildProtocol(asyncio.Protocol):
             self._transport.close()
             return
         outcome = verifycache.outcome
+        answer_now, encode, out = self._chain.answer_now, self._encoder.encode, self._out
         for item in items:
             if isinstance(item, list):  # the usual line: answered here when the chain can
-                if self._answer_now(item):
+                # (no VerifyRequest, coroutine or cache: the cache is never consulted there)
+                _, number, user, password, _, rip, _, _ = item
+                name = user.decode("utf-8", "surrogateescape")
+                try:
+                    lookup = answer_now(
+                        name, password, rip.decode("utf-8", "surrogateescape") if rip else None
+                    )
+                except Exception:
+                    log.exception("bug while verifying user %s", name)
+                    lookup = _INTERNAL
+                if lookup is not None:  # (_reply, inline)
+                    if not out:
+                        self._loop.call_soon(self._flush)
+                    out += encode(int(number), lookup, "")
                     continue
                 item = verifier.request_of(item)
             seq, request = item
@@ -92,23 +108,6 @@ class ChildProtocol(asyncio.Protocol):
                 self._serve_direct(seq, request)
             else:
                 self._spawn(self._serve(seq, request, self._chain.verify_plain(request)))
-
-    def _answer_now(self, fields: list[bytes]) -> bool:
-        """Reply to a usual request line (verifier.usual_request) if the chain's answer_now
-        has the answer: no VerifyRequest, coroutine or cache (it is never consulted there)."""
-        _, seq, user, password, _, rip, _, _ = fields
-        name = user.decode("utf-8", "surrogateescape")
-        try:
-            lookup = self._chain.answer_now(
-                name, password, rip.decode("utf-8", "surrogateescape") if rip else None
-            )
-        except Exception:
-            log.exception("bug while verifying user %s", name)
-            lookup = _INTERNAL
-        if lookup is None:
-            return False
-        self._reply(int(seq), lookup, "")
-        return True
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro, context=contextvars.copy_context())
@@ -142,7 +141,7 @@ class ChildProtocol(asyncio.Protocol):
 
     def _reply(self, seq: int, lookup: Lookup, cache: str) -> None:
         if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
         self._out += self._encoder.encode(seq, lookup, cache)  # the cache state goes in the tag
 
     def _flush(self) -> None:
