@@ -131,7 +131,7 @@ def test_ten_reloads_under_load_lose_nothing(daemon: Saslauth, fronts: int) -> N
             config.write_text(config_text(daemon.socket, passwd, fronts=fronts))
             daemon.proc.send_signal(signal.SIGHUP)
             reloaded += 1
-            wait_until(partial(_reloads_reach, daemon, reloaded), 15, what=f"reload {reloaded}")
+            daemon.wait(partial(_reloads_reach, daemon, reloaded), 15, what=f"reload {reloaded}")
             wait_until(partial(_more_than, load, sum(load.ok) + 50), 10, what="logins after it")
         time.sleep(0.5)
     assert load.errors == []
@@ -190,10 +190,13 @@ def test_reload_whose_new_verifier_dies_leaves_both_fronts_serving() -> None:
                 new_text = config_text(work / "auth", work / "users-b", fronts=2, extra=only_plain)
                 config.write_text(new_text)
                 daemon.proc.send_signal(signal.SIGHUP)
-                wait_until(lambda: len(_verifier_pids(daemon)) == 2, 10, what="new verifier")
+                daemon.wait(lambda: len(_verifier_pids(daemon)) == 2, 10, what="new verifier")
                 new = _verifier_pids(daemon)[1]
-                # the first front took the new verifier over (the master's count shows it)
-                wait_until(lambda: daemon.log_text().count("verifier connected") == 3, 10)
+
+                def taken_over() -> bool:  # the first front took the new verifier over
+                    return daemon.log_text().count("verifier connected") == 3
+
+                daemon.wait(taken_over, 10, what="a front connected to the new verifier")
                 os.kill(new, signal.SIGKILL)
                 daemon.wait_log("reload failed: the new verifier exited (killed by signal 9)")
                 daemon.wait_log("lost their verifier; starting a fresh one for all fronts")
@@ -252,14 +255,14 @@ def test_reload_to_auth_log_failures_drops_success_lines_of_new_connections() ->
                 quiet = config_text(work / "auth", work / "users", fronts=1, auth_log="failures")
                 config.write_text(quiet)
                 daemon.proc.send_signal(signal.SIGHUP)
-                wait_until(partial(_reloads_reach, daemon, 1), 15, what="the reload")
+                daemon.wait(partial(_reloads_reach, daemon, 1), 15, what="the reload")
                 with AuthClient.connect(str(daemon.socket), timeout=15) as after:
                     after.handshake()
                     assert _login(after, 1, "bobpw") == "OK\t1\tuser=bob"
                     assert _login(after, 2, "wrong") == "FAIL\t2\tuser=bob"
                 daemon.wait_log("auth: result=fail user=bob")
                 assert _login(before, 2, "bobpw") == "OK\t2\tuser=bob"  # greeted before: all
-                wait_until(lambda: daemon.log_text().count("auth: result=ok") == 2, 10)
+                daemon.wait(lambda: daemon.log_text().count("auth: result=ok") == 2, 10)
             time.sleep(0.3)  # any line still on its way
             assert daemon.log_text().count("auth: result=ok") == 2
         finally:
