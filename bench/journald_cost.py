@@ -39,8 +39,9 @@ for _path in (REPO, REPO / "src"):
 
 from bench.process_cpu import TICK, counters
 from bench.run import DEFAULT_AUTHBENCH_BIN, build_authbench, find_authbench_src
+from tests.fixtures.authclient import greets
 from tests.fixtures.ports import group_members, public_dir
-from tests.fixtures.saslauth import _greets, write_config
+from tests.fixtures.saslauth import write_config
 
 JOURNALD = Path("/lib/systemd/systemd-journald")
 WAYS = (("file", "failures"), ("journal", "failures"), ("file", "all"), ("journal", "all"))
@@ -70,7 +71,7 @@ def measure(
             )
     try:
         deadline = time.monotonic() + 20
-        while not _greets(work / "auth"):
+        while not greets(work / "auth"):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"saslauth did not start ({sink}, auth_log {auth_log})")
             time.sleep(0.05)
