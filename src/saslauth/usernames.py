@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from saslauth.saslprep import saslprep, saslprep_bytes
 from saslauth.values import value
@@ -22,9 +21,10 @@ from saslauth.values import value
 # Dovecot's auth_username_chars default (the digits really are listed with 0 twice).
 DEFAULT_ALLOWED_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@"
 DEFAULT_MAX_LENGTH = 255
+MEMO_LIMIT = 4096  # names whose Identity a policy remembers; then the memory starts over
 
 
-_SURROGATE_ESCAPE = re.compile("[\udc80-\udcff]")  # an invalid byte, from decode_text()
+_SURROGATE_ESCAPE = re.compile(r"[\udc80-\udcff]")  # an invalid byte, from decode_text()
 
 
 def _valid_utf8(text: str) -> bool:
@@ -64,13 +64,12 @@ class UsernamePolicy:
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
 
-    MEMO_LIMIT: ClassVar[int] = 4096
 
     def identify(self, name: str) -> Identity:
         """Who ``name`` is under this policy (remembered: logins repeat a few names)."""
         known = self._known.get(name)
         if known is None:
-            if len(self._known) >= self.MEMO_LIMIT:
+            if len(self._known) >= MEMO_LIMIT:
                 self._known.clear()
             known = self._known[name] = self._identify(name)
         return known

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from saslauth import mechanisms as mech
+from saslauth import usernames
 from saslauth.events import AuthRequest
 from saslauth.mechanisms.login import Login
 from saslauth.mechanisms.plain import Plain
@@ -209,9 +210,9 @@ def test_identify_remembers_exactly_what_it_would_work_out(
     policy = UsernamePolicy(**options)
     for index, name in enumerate(names * 2):
         if index == len(names):  # the second round: fill the memory up past its limit
-            for filler in range(UsernamePolicy.MEMO_LIMIT):
+            for filler in range(usernames.MEMO_LIMIT):
                 policy.identify(f"filler{filler}")
         assert policy.identify(name) == UsernamePolicy(**options).identify(name)
     assert policy.identify("bob") is policy.identify("bob")
-    assert len(policy._known) <= UsernamePolicy.MEMO_LIMIT
+    assert len(policy._known) <= usernames.MEMO_LIMIT
     assert policy == UsernamePolicy(**options)  # the memory is no part of the value

@@ -134,10 +134,10 @@ def test_reply_encoder_matches_encode_reply(seq: int, lookup: Lookup, cache: str
 
 def test_reply_encoder_is_bounded_and_keyed_by_identity() -> None:
     encoder = verifier.ReplyEncoder()
-    for i in range(verifier.ReplyEncoder.LIMIT + 10):
+    for i in range(verifier.ENCODED_LIMIT + 10):
         lookup = Lookup(Verdict.OK, backend=f"b{i}")  # fresh ones, as SQL or LDAP answer
         assert encoder.encode(i, lookup) == verifier.encode_reply(i, lookup)
-        assert len(encoder._known) <= verifier.ReplyEncoder.LIMIT
+        assert len(encoder._known) <= verifier.ENCODED_LIMIT
     one, other = Lookup(Verdict.OK, backend="x"), Lookup(Verdict.OK, backend="y")
     assert encoder.encode(1, one) != encoder.encode(1, other)
 

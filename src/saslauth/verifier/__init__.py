@@ -13,7 +13,6 @@ when it was; a reader of the plain ``R`` form needs no change.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from saslauth import wire
@@ -61,27 +60,11 @@ def encode_fields(
     )
 
 
-# Slot setters of the frozen VerifyRequest: make_request fills a bare instance with them,
-# about half the cost of the generated __init__ (which calls object.__setattr__ per field).
-# Unpacked from the class's own fields in order: a field added there fails here, at import.
-_new_request = object.__new__
-_set_user, _set_password, _set_service, _set_rip, _set_lip, _set_secured = (
-    getattr(VerifyRequest, f.name).__set__ for f in dataclasses.fields(VerifyRequest)
-)
-
-
 def make_request(
     user: str, password: bytes, service: str, rip: str | None, lip: str | None, secured: bool
 ) -> VerifyRequest:
     """``VerifyRequest(...)`` for the per-request paths (the session, decode_request)."""
-    request = _new_request(VerifyRequest)
-    _set_user(request, user)
-    _set_password(request, password)
-    _set_service(request, service)
-    _set_rip(request, rip)
-    _set_lip(request, lip)
-    _set_secured(request, secured)
-    return request
+    return VerifyRequest(user, password, service, rip, lip, secured)
 
 
 def decode_request(line: bytes) -> tuple[int, VerifyRequest]:
@@ -145,6 +128,9 @@ def encode_reply(seq: int, lookup: Lookup) -> bytes:
     return b"%s\t%d%s" % (_REPLY_TAGS.get(lookup.cache, b"R"), seq, _reply_fields(lookup))
 
 
+ENCODED_LIMIT = 4096  # Lookups a ReplyEncoder remembers at most; then the memory starts over
+
+
 class ReplyEncoder:
     """``encode_reply`` for the verifier child, remembering the encoded fields of recent
     Lookups by identity: a passdb that answers with one prebuilt Lookup per user (passwd-file)
@@ -153,8 +139,6 @@ class ReplyEncoder:
     A Lookup is frozen and its fields immutable, so the same object always encodes the same;
     the remembered Lookup is kept alive with its bytes, so its id cannot be reused meanwhile.
     """
-
-    LIMIT = 4096  # remembered Lookups at most; then the memory starts over
 
     def __init__(self) -> None:
         self._known: dict[int, tuple[Lookup, bytes]] = {}
@@ -167,7 +151,7 @@ class ReplyEncoder:
             fields = known[1]
         else:
             fields = _reply_fields(lookup)
-            if len(self._known) >= self.LIMIT:
+            if len(self._known) >= ENCODED_LIMIT:
                 self._known.clear()
             self._known[id(lookup)] = (lookup, fields)
         return b"%s\t%d%s" % (_REPLY_TAGS.get(cache or lookup.cache, b"R"), seq, fields)
@@ -227,7 +211,7 @@ class LineReader:
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes | bytearray) -> list[bytes]:
         if self._buffer or type(data) is not bytes:
             self._buffer += data
             data = bytes(self._buffer)
