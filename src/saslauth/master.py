@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from saslauth import reload, systemd
+from saslauth import buildinfo, reload, systemd
 from saslauth.config import Config
 from saslauth.fronts import FrontProc, Fronts
 from saslauth.hardening import no_core_dumps
@@ -176,7 +176,7 @@ class Master(ReloadMixin):
             if self.fronts.all_ready() and not self._announced:
                 self._announced = True
                 count, fronts = len(self.config.listen), self.fronts.count
-                log.info("serving: %d front(s) ready", fronts)
+                log.info("serving: %d front(s) ready; %s", fronts, buildinfo.describe())
                 systemd.notify(
                     "READY=1", f"STATUS=serving on {count} listener(s) with {fronts} front(s)"
                 )

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from saslauth import buildinfo
 from saslauth.logs import kv
 from saslauth.passdb import Lookup, Verdict
 from saslauth.session import Session
@@ -412,8 +413,9 @@ def test_plain_shortcut_answers_as_the_generator(
         return replies, h.requests, h.transport.closed, logged.lines
 
     async def body() -> None:
-        stepped = await transcript(False, False)
-        assert await transcript(True, False) == stepped
+        stepped = await transcript(False, True)  # (no immediates: quick_auth takes nothing)
+        if not buildinfo.compiled():  # (quick=False patches the compiled ServerConnection)
+            assert await transcript(True, False) == stepped
         assert await transcript(True, True) == stepped
 
     run(body)

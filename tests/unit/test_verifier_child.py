@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from saslauth import schemes, verifier
+from saslauth import buildinfo, schemes, verifier
 from saslauth.config import PasswdFileSettings
 from saslauth.passdb import Lookup, Verdict
 from saslauth.passdb.chain import Chain
@@ -111,6 +111,9 @@ def test_child_answers_as_the_chain_does(tmp_path: Path, requests: list[VerifyRe
     assert served == expected
 
 
+@pytest.mark.skipif(
+    buildinfo.compiled(), reason="patches Chain, compiled here: runs in the pure-Python run"
+)
 def test_plain_lines_never_reach_verify_plain(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
