@@ -165,6 +165,8 @@ class Config(Model):
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     # front processes sharing the listeners: auto (one per core, 1..8) or 1..64; see front_count
     fronts: int | Literal["auto"] = "auto"
+    # each front on a CPU of its own (saslauth.affinity); off by default, as in nginx and HAProxy
+    pin_fronts: bool = False
 
     @field_validator("mechanisms")
     @classmethod

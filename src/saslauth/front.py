@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from saslauth import hardening, logbatch, logs, loops, reload
+from saslauth import affinity, hardening, logbatch, logs, loops, reload
 from saslauth.accept import Acceptor, Balance, Shares
 from saslauth.config import Config
 from saslauth.frontprep import (
@@ -276,6 +276,8 @@ def run_front(
 ) -> int:
     """Entry point of the forked front process."""
     logs.setup(config.log_level, "front")
+    if config.pin_fronts:
+        affinity.pin_front(index, count)
     if unprivileged:
         check_unprivileged()
     raise_nofile_limit()

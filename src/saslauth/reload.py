@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from saslauth.config import Config, Duration, UsernameSettings
 
-RESTART_ONLY = ("listen", "user", "fronts")
+RESTART_ONLY = ("listen", "user", "fronts", "pin_fronts")
 
 
 class FrontSettings(BaseModel):

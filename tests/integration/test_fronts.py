@@ -86,6 +86,36 @@ def test_two_fronts_share_the_socket(daemon: Saslauth) -> None:
             client.close()
     assert daemon.log_text().count("front ready") == 2
     assert "serving: 2 front(s) ready" in daemon.log_text()
+    allowed = os.sched_getaffinity(0)  # pin_fronts is off by default: every process runs on any
+    assert [os.sched_getaffinity(pid) for pid in roles.values()] == [allowed] * 3
+    assert "pinned to CPU" not in daemon.log_text()
+
+
+def test_pin_fronts_gives_each_front_a_cpu_of_its_own(workdir: Path) -> None:
+    allowed = sorted(os.sched_getaffinity(0))
+    config = write_config(workdir, workdir / "users", extra="fronts: 2\npin_fronts: true\n")
+    with running(config, workdir / "auth") as daemon:
+        roles = daemon.wait_children()
+        daemon.wait_log("serving: 2 front(s) ready")  # each front pins itself as it starts
+        fronts = daemon.fronts()
+        pinned = sorted(sorted(os.sched_getaffinity(pid)) for pid in fronts)
+        assert pinned == sorted([[allowed[0]], [allowed[1 % len(allowed)]]])
+        if len(allowed) >= 2:
+            assert pinned[0] != pinned[1]
+        # the master and the verifier (which hashes on every core) are not pinned
+        assert os.sched_getaffinity(roles["verifier"]) == set(allowed)
+        assert os.sched_getaffinity(daemon.proc.pid) == set(allowed)
+        log = daemon.log_text()
+        assert "front 1 of 2 pinned to CPU" in log and "front 2 of 2 pinned to CPU" in log
+        clients = connect_all(daemon, 8)
+        try:
+            assert {spid for _, spid, _ in clients} == set(fronts)  # both pinned fronts serve
+            for index, (client, _, _) in enumerate(clients):
+                line = f"AUTH\t{index + 1}\tPLAIN\tservice=smtp\tresp={BOB}"
+                assert client.auth(line, 10) == f"OK\t{index + 1}\tuser=bob"
+        finally:
+            for client, _, _ in clients:
+                client.close()
 
 
 def test_one_front(workdir: Path) -> None:

@@ -113,6 +113,15 @@ def test_fronts_auto_or_a_count() -> None:
         ], bad
 
 
+def test_pin_fronts_off_by_default_else_a_boolean() -> None:
+    assert config.parse(MINIMAL, "s.yaml").pin_fronts is False
+    assert config.parse(MINIMAL + "pin_fronts: true\n", "s.yaml").pin_fronts is True
+    assert config.parse(MINIMAL + "pin_fronts: false\n", "s.yaml").pin_fronts is False
+    for bad in ("maybe", "2", "[1]"):
+        (problem,) = problems(MINIMAL + f"pin_fronts: {bad}\n")
+        assert problem.startswith("s.yaml:6: pin_fronts: Input should be a valid boolean"), bad
+
+
 def test_fronts_with_limits_is_one_front() -> None:
     # the limiter counts in the front's memory: auto means one front, more is an error
     assert config.parse(MINIMAL + "limits: {}\n", "s.yaml").front_count == 1

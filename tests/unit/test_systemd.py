@@ -164,6 +164,12 @@ def test_reload_keeps_listen_and_user_and_passes_front_settings() -> None:
     applied = settings.apply(old)
     assert applied.mechanisms == ("PLAIN",) and applied.failure_delay == 1.0
     assert applied.passdb == old.passdb
+    pinning = _config("user: nobody\npin_fronts: true\nlisten:\n  - path: /a\n")
+    pinned, notes = reload.merge(old, pinning)
+    assert not pinned.pin_fronts
+    assert notes == [
+        "pin_fronts: changed, takes effect after a restart (keeping the running value)"
+    ]
 
 
 def test_journal_priorities_under_systemd(
