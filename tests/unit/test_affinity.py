@@ -46,7 +46,7 @@ def test_a_front_that_cannot_be_pinned_says_so_and_runs_on_any_cpu(
     def refuse(pid: int, cpus: object) -> None:
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(affinity.os, "sched_setaffinity", refuse)
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
     with caplog.at_level(logging.INFO, "saslauth.front"):
         assert affinity.pin_front(0, 2) is None
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
@@ -62,8 +62,8 @@ def test_more_fronts_than_cpus_share_and_say_so(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     pinned: list[set[int]] = []
-    monkeypatch.setattr(affinity.os, "sched_getaffinity", lambda pid: {0, 1})
-    monkeypatch.setattr(affinity.os, "sched_setaffinity", lambda pid, cpus: pinned.append(cpus))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: pinned.append(cpus))
     with caplog.at_level(logging.INFO, "saslauth.front"):
         assert [affinity.pin_front(i, 3) for i in range(3)] == [0, 1, 0]
     assert pinned == [{0}, {1}, {0}]
