@@ -30,6 +30,8 @@ DRAWS = 4000  # bootstrap resamples: the interval's ends move by well under 0.01
 MIN_ROUNDS = 3  # fewer rounds give a ratio but no interval worth printing
 # Settings of bench/run.py that do not change what a round measures: pooled runs may differ there.
 NOT_MEASURED = frozenset({"cases", "rounds", "results_dir", "keep", "authbench", "authbench_src"})
+# Settings added to bench/run.py later, with the value that files made before them ran with.
+ADDED_LATER: dict[str, Any] = {"pin_fronts": False}
 
 
 def round_ratios(runs: Sequence[Mapping[str, Any]], key: str) -> list[float]:
@@ -80,7 +82,8 @@ def _pooled(paths: Iterable[Path], case: str | None) -> dict[str, dict[str, list
     settings_seen: dict[str, set[str]] = {}
     for path in paths:
         payload = json.loads(path.read_text())
-        measured = {k: v for k, v in payload.get("settings", {}).items() if k not in NOT_MEASURED}
+        given = {**ADDED_LATER, **payload.get("settings", {})}
+        measured = {k: v for k, v in given.items() if k not in NOT_MEASURED}
         settings = json.dumps(measured, sort_keys=True)
         for result in payload.get("cases", []):
             name = result["case"]

@@ -89,3 +89,17 @@ def test_cli_warns_when_pooling_different_settings(
     warning = "warning: case plain pools runs made with 2 different settings"
     assert warning in capsys.readouterr().out
     assert main([str(a), "--case", "idle"]) == 1
+
+
+def test_cli_takes_a_setting_added_later_as_its_old_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Files made before bench/run.py had --pin-fronts ran unpinned: they pool with
+    pin_fronts false without a warning, and with pin_fronts true with one."""
+    old = results_file(tmp_path / "old.json", [(100, 90)])
+    unpinned = results_file(tmp_path / "new.json", [(100, 90)], pin_fronts=False)
+    pinned = results_file(tmp_path / "pinned.json", [(100, 90)], pin_fronts=True)
+    assert main([str(old), str(unpinned)]) == 0
+    assert "warning" not in capsys.readouterr().out
+    assert main([str(old), str(pinned)]) == 0
+    assert "pools runs made with 2 different settings" in capsys.readouterr().out
