@@ -165,8 +165,9 @@ class Config(Model):
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     # front processes sharing the listeners: auto (one per core, 1..8) or 1..64; see front_count
     fronts: int | Literal["auto"] = "auto"
-    # each front on a CPU of its own (saslauth.affinity); off by default, as in nginx and HAProxy
-    pin_fronts: bool = False
+    # each front on a CPU of its own (saslauth.affinity): auto = when each gets its own, leaving
+    # a CPU that other work crowds (saslauth.pinwatch); true = always; false = never
+    pin_fronts: bool | Literal["auto"] = "auto"
 
     @field_validator("mechanisms")
     @classmethod
@@ -210,6 +211,13 @@ class Config(Model):
                 "front process's memory, so several fronts would each allow the full budget"
             )
         return value
+
+    @field_validator("pin_fronts", mode="before")
+    @classmethod
+    def _pin_fronts(cls, value: object) -> object:
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError("auto, true or false")
 
     @property
     def front_count(self) -> int:

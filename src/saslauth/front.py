@@ -276,7 +276,10 @@ def run_front(
 ) -> int:
     """Entry point of the forked front process."""
     logs.setup(config.log_level, "front")
-    if config.pin_fronts:
+    watcher = None
+    if config.pin_fronts == "auto":
+        watcher = affinity.auto_pin(index, count)
+    elif config.pin_fronts:
         affinity.pin_front(index, count)
     if unprivileged:
         check_unprivileged()
@@ -286,7 +289,10 @@ def run_front(
     front = Front(config, index, count, shares)
     hardening.freeze_startup_objects()
     try:
-        loops.run(lambda: front.run(listeners, verifier, control), config.event_loop)
+        loops.run(
+            lambda: affinity.watching(watcher, front.run(listeners, verifier, control)),
+            config.event_loop,
+        )
     finally:
         logbatch.drain(streams)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from saslauth import pinwatch
 from tests.fixtures.authclient import AuthClient, ConnectionClosed, plain_b64
 from tests.fixtures.load import ThreadedLoad
 from tests.fixtures.ports import public_tmpdir, wait_until
@@ -86,36 +88,76 @@ def test_two_fronts_share_the_socket(daemon: Saslauth) -> None:
             client.close()
     assert daemon.log_text().count("front ready") == 2
     assert "serving: 2 front(s) ready" in daemon.log_text()
-    allowed = os.sched_getaffinity(0)  # pin_fronts is off by default: every process runs on any
-    assert [os.sched_getaffinity(pid) for pid in roles.values()] == [allowed] * 3
-    assert "pinned to CPU" not in daemon.log_text()
-
-
-def test_pin_fronts_gives_each_front_a_cpu_of_its_own(workdir: Path) -> None:
+    # pin_fronts: auto, the default: each of the 2 fronts on a CPU of its own when there are 2
     allowed = sorted(os.sched_getaffinity(0))
-    config = write_config(workdir, workdir / "users", extra="fronts: 2\npin_fronts: true\n")
+    if len(allowed) >= 2:
+        assert sorted(sorted(os.sched_getaffinity(pid)) for pid in fronts) == [
+            [allowed[0]],
+            [allowed[1]],
+        ]
+        assert "front 1 of 2 pinned to CPU" in daemon.log_text()
+    else:
+        assert [sorted(os.sched_getaffinity(pid)) for pid in fronts] == [allowed] * 2
+    assert os.sched_getaffinity(roles["verifier"]) == set(allowed)
+
+
+def test_pin_fronts_false_leaves_every_process_on_any_cpu(workdir: Path) -> None:
+    config = write_config(workdir, workdir / "users", extra="fronts: 2\npin_fronts: false\n")
     with running(config, workdir / "auth") as daemon:
         roles = daemon.wait_children()
-        daemon.wait_log("serving: 2 front(s) ready")  # each front pins itself as it starts
-        fronts = daemon.fronts()
-        pinned = sorted(sorted(os.sched_getaffinity(pid)) for pid in fronts)
-        assert pinned == sorted([[allowed[0]], [allowed[1 % len(allowed)]]])
-        if len(allowed) >= 2:
-            assert pinned[0] != pinned[1]
-        # the master and the verifier (which hashes on every core) are not pinned
-        assert os.sched_getaffinity(roles["verifier"]) == set(allowed)
-        assert os.sched_getaffinity(daemon.proc.pid) == set(allowed)
-        log = daemon.log_text()
-        assert "front 1 of 2 pinned to CPU" in log and "front 2 of 2 pinned to CPU" in log
-        clients = connect_all(daemon, 8)
+        daemon.wait_log("serving: 2 front(s) ready")
+        allowed = os.sched_getaffinity(0)
+        pids = [daemon.proc.pid, *roles.values()]
+        assert [os.sched_getaffinity(pid) for pid in pids] == [allowed] * 4
+        assert "pinned to CPU" not in daemon.log_text()
+
+
+def _hog(cpu: int) -> subprocess.Popen[bytes]:
+    """A CPU-bound process that runs on ``cpu`` only."""
+    code = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True:\n    pass\n"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+AUTHBENCH_SRC = REPO.parent / "shared" / "tools" / "authbench.c"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_auto_pinned_front_leaves_a_crowded_cpu(workdir: Path) -> None:
+    """pin_fronts: auto: authbench keeping both fronts busy leaves them pinned; three busy
+    processes on a front's CPU as well make that front serve on any CPU within a few intervals
+    (saslauth.pinwatch), and the other front stays pinned."""
+    if shutil.which("cc") is None or not AUTHBENCH_SRC.is_file():
+        pytest.skip(f"needs cc and the authbench load generator ({AUTHBENCH_SRC})")
+    binary, creds = workdir / "authbench", workdir / "creds"
+    subprocess.run(["cc", "-O2", "-o", str(binary), str(AUTHBENCH_SRC)], check=True, timeout=120)
+    creds.write_text("bob:bobpw\n")
+    config = write_config(workdir, workdir / "users", extra="fronts: 2\n")
+    with running(config, workdir / "auth") as daemon:
+        daemon.wait_log("serving: 2 front(s) ready")
+        crowded, other = daemon.fronts()
+        (cpu,) = os.sched_getaffinity(crowded)
+        load = subprocess.Popen(
+            [str(binary), "-s", daemon.address, "-f", str(creds), "-c", "50", "-t", "40", "-r"],
+            stdout=subprocess.DEVNULL,
+        )
+        hogs: list[subprocess.Popen[bytes]] = []
         try:
-            assert {spid for _, spid, _ in clients} == set(fronts)  # both pinned fronts serve
-            for index, (client, _, _) in enumerate(clients):
-                line = f"AUTH\t{index + 1}\tPLAIN\tservice=smtp\tresp={BOB}"
-                assert client.auth(line, 10) == f"OK\t{index + 1}\tuser=bob"
+            time.sleep(pinwatch.INTERVAL * (pinwatch.STREAK + 1))  # busy, but not crowded
+            assert "leaves CPU" not in daemon.log_text()
+            assert [len(os.sched_getaffinity(pid)) for pid in (crowded, other)] == [1, 1]
+            hogs = [_hog(cpu) for _ in range(3)]
+            daemon.wait_log("leaves CPU", timeout=30)
+            left = os.sched_getaffinity(crowded)
         finally:
-            for client, _, _ in clients:
-                client.close()
+            for proc in [*hogs, load]:
+                proc.kill()
+                proc.wait()
+        assert left == os.sched_getaffinity(0)
+        assert len(os.sched_getaffinity(other)) == 1
+        (line,) = [x for x in daemon.log_text().splitlines() if "leaves CPU" in x]
+        assert f"front 1 of 2 leaves CPU {cpu}: other work crowds it (for 6 s it ran " in line
+        assert f"tries CPU {cpu} again in 60 s" in line, line
 
 
 def test_one_front(workdir: Path) -> None:
@@ -123,6 +165,8 @@ def test_one_front(workdir: Path) -> None:
     with running(config, workdir / "auth") as daemon:
         roles = daemon.wait_children()
         assert set(roles) == {"front", "verifier"}
+        # pin_fronts: auto pins nothing for one front: there is no other to keep away from
+        assert os.sched_getaffinity(roles["front"]) == os.sched_getaffinity(0)
         clients = connect_all(daemon, 5)
         try:
             assert {spid for _, spid, _ in clients} == {roles["front"]}

@@ -113,13 +113,15 @@ def test_fronts_auto_or_a_count() -> None:
         ], bad
 
 
-def test_pin_fronts_off_by_default_else_a_boolean() -> None:
-    assert config.parse(MINIMAL, "s.yaml").pin_fronts is False
+def test_pin_fronts_auto_by_default_else_true_or_false() -> None:
+    assert config.parse(MINIMAL, "s.yaml").pin_fronts == "auto"
+    assert config.parse(MINIMAL + "pin_fronts: auto\n", "s.yaml").pin_fronts == "auto"
     assert config.parse(MINIMAL + "pin_fronts: true\n", "s.yaml").pin_fronts is True
     assert config.parse(MINIMAL + "pin_fronts: false\n", "s.yaml").pin_fronts is False
-    for bad in ("maybe", "2", "[1]"):
-        (problem,) = problems(MINIMAL + f"pin_fronts: {bad}\n")
-        assert problem.startswith("s.yaml:6: pin_fronts: Input should be a valid boolean"), bad
+    for bad in ("maybe", "2", "1", "[1]", '"true"', "Auto"):
+        assert problems(MINIMAL + f"pin_fronts: {bad}\n") == [
+            "s.yaml:6: pin_fronts: auto, true or false"
+        ], bad
 
 
 def test_fronts_with_limits_is_one_front() -> None:

@@ -166,7 +166,7 @@ def test_reload_keeps_listen_and_user_and_passes_front_settings() -> None:
     assert applied.passdb == old.passdb
     pinning = _config("user: nobody\npin_fronts: true\nlisten:\n  - path: /a\n")
     pinned, notes = reload.merge(old, pinning)
-    assert not pinned.pin_fronts
+    assert pinned.pin_fronts == "auto"  # the running value, the default
     assert notes == [
         "pin_fronts: changed, takes effect after a restart (keeping the running value)"
     ]
