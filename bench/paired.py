@@ -31,7 +31,9 @@ MIN_ROUNDS = 3  # fewer rounds give a ratio but no interval worth printing
 # Settings of bench/run.py that do not change what a round measures: pooled runs may differ there.
 NOT_MEASURED = frozenset({"cases", "rounds", "results_dir", "keep", "authbench", "authbench_src"})
 # Settings added to bench/run.py later, with the value that files made before them ran with.
-ADDED_LATER: dict[str, Any] = {"pin_fronts": False}
+ADDED_LATER: dict[str, Any] = {"pin_fronts": "false"}
+# Settings once stored as booleans (--pin-fronts was a flag before pin_fronts: auto existed).
+WAS_BOOLEAN = frozenset({"pin_fronts"})
 
 
 def round_ratios(runs: Sequence[Mapping[str, Any]], key: str) -> list[float]:
@@ -83,6 +85,9 @@ def _pooled(paths: Iterable[Path], case: str | None) -> dict[str, dict[str, list
     for path in paths:
         payload = json.loads(path.read_text())
         given = {**ADDED_LATER, **payload.get("settings", {})}
+        for key in WAS_BOOLEAN & given.keys():
+            if isinstance(given[key], bool):
+                given[key] = "true" if given[key] else "false"
         measured = {k: v for k, v in given.items() if k not in NOT_MEASURED}
         settings = json.dumps(measured, sort_keys=True)
         for result in payload.get("cases", []):

@@ -678,7 +678,7 @@ def run_case(
         extra += f"auth_log: {args.saslauth_auth_log}\n"
         if args.verifier_threads is not None:
             extra += f"verifier:\n  threads: {args.verifier_threads}\n"
-        extra += f"fronts: {args.fronts}\npin_fronts: {'true' if args.pin_fronts else 'false'}\n"
+        extra += f"fronts: {args.fronts}\npin_fronts: {args.pin_fronts}\n"
         if cache_on(case, args):
             extra += f"cache:\n  ttl: 5m\n  negative_ttl: 30s\n  size: {max(args.users, 1000)}\n"
         config = write_config(workdir, passwd, failure_delay="0", extra=extra)
@@ -824,7 +824,7 @@ def format_case(res: CaseResult, args: argparse.Namespace) -> str:
         ),
         f"   saslauth: verification cache {'on' if cache_on(CASES[res.case], args) else 'off'}, "
         f"event_loop {args.event_loop}, fronts {args.fronts}"
-        f"{' pinned' if args.pin_fronts else ''}, auth_log {args.saslauth_auth_log}, "
+        f", pin_fronts {args.pin_fronts}, auth_log {args.saslauth_auth_log}, "
         f"Python {args.python_version}; "
         "dovecot: "
         + (
@@ -1007,8 +1007,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--pin-fronts",
-        action="store_true",
-        help="saslauth pin_fronts: true (each front on a CPU of its own; off by default)",
+        choices=("auto", "true", "false"),
+        nargs="?",
+        const="true",
+        default="auto",
+        help="saslauth pin_fronts (auto, its default: each front on a CPU of its own while no "
+        "other work crowds it; --pin-fronts alone: true)",
     )
     p.add_argument(
         "--python",

@@ -94,12 +94,18 @@ def test_cli_warns_when_pooling_different_settings(
 def test_cli_takes_a_setting_added_later_as_its_old_value(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Files made before bench/run.py had --pin-fronts ran unpinned: they pool with
-    pin_fronts false without a warning, and with pin_fronts true with one."""
+    """Files made before bench/run.py had --pin-fronts ran unpinned, and files made before
+    pin_fronts: auto stored a boolean: both pool with pin_fronts false without a warning, and
+    with pin_fronts true or auto with one."""
     old = results_file(tmp_path / "old.json", [(100, 90)])
-    unpinned = results_file(tmp_path / "new.json", [(100, 90)], pin_fronts=False)
-    pinned = results_file(tmp_path / "pinned.json", [(100, 90)], pin_fronts=True)
-    assert main([str(old), str(unpinned)]) == 0
+    boolean = results_file(tmp_path / "boolean.json", [(100, 90)], pin_fronts=False)
+    unpinned = results_file(tmp_path / "new.json", [(100, 90)], pin_fronts="false")
+    assert main([str(old), str(boolean), str(unpinned)]) == 0
     assert "warning" not in capsys.readouterr().out
-    assert main([str(old), str(pinned)]) == 0
-    assert "pools runs made with 2 different settings" in capsys.readouterr().out
+    pinned = results_file(tmp_path / "pinned.json", [(100, 90)], pin_fronts=True)
+    true = results_file(tmp_path / "true.json", [(100, 90)], pin_fronts="true")
+    assert main([str(pinned), str(true)]) == 0
+    assert "warning" not in capsys.readouterr().out
+    for other in (pinned, results_file(tmp_path / "auto.json", [(100, 90)], pin_fronts="auto")):
+        assert main([str(old), str(other)]) == 0
+        assert "pools runs made with 2 different settings" in capsys.readouterr().out
