@@ -13,9 +13,7 @@ builds the same extensions in place in ``src/`` (the test suite runs on them).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -31,11 +29,12 @@ def compiled_modules() -> list[str]:
 
 def cannot_compile() -> str:
     """Why the extensions cannot be built here, or "" when they can."""
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(compiler) is None:
-        return f"no C compiler ({compiler})"
-    if not Path(sysconfig.get_paths()["include"], "Python.h").exists():
-        return "no Python headers (Python.h; Debian: python3-dev)"
+    sys.path.insert(0, str(HERE / "packaging" / "backend"))
+    from saslauth_backend import toolchain_missing
+
+    missing = toolchain_missing()
+    if missing:
+        return missing
     try:
         import mypyc.build  # noqa: F401
     except ImportError:
