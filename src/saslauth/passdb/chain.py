@@ -70,7 +70,7 @@ def apply_fields(lookup: Lookup, rip: str | None) -> Lookup:
     """
     if not lookup.extra:
         return lookup  # nothing to apply: the steps below would rebuild an equal Lookup
-    if lookup.verdict is Verdict.OK and HIDDEN_FIELDS.isdisjoint(k for k, _ in lookup.extra):
+    if lookup.verdict is Verdict.OK and HIDDEN_FIELDS.isdisjoint([k for k, _ in lookup.extra]):
         return lookup  # the same: no rename, no net check, every field is visible
     extra = dict(lookup.extra)
     user = extra.get("user") or lookup.user
