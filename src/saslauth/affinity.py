@@ -34,10 +34,22 @@ def cpu_for(index: int, allowed: Iterable[int]) -> int:
     return cpus[index % len(cpus)]
 
 
-def pin_front(index: int, count: int) -> int | None:
-    """Pin the calling process (front ``index`` of ``count``) to its CPU; the CPU, or None."""
+def pin(mode: bool | str, index: int, count: int) -> Watcher | None:
+    """Front ``index`` of ``count`` as ``pin_fronts: mode`` asks: pinned for good (True), pinned
+    and watched ("auto": the Watcher, to run while the front serves), or left alone."""
+    if mode == "auto":
+        return auto_pin(index, count)
+    if mode is True:
+        pin_front(index, count)
+    return None
+
+
+def pin_front(index: int, count: int, allowed: set[int] | None = None) -> int | None:
+    """Pin the calling process (front ``index`` of ``count``) to its CPU among ``allowed``
+    (default: the CPUs it may use now); the CPU, or None."""
     try:
-        allowed = os.sched_getaffinity(0)
+        if allowed is None:
+            allowed = os.sched_getaffinity(0)
         cpu = cpu_for(index, allowed)
         os.sched_setaffinity(0, {cpu})
     except (OSError, ValueError) as exc:
@@ -64,7 +76,8 @@ class Watcher:
         fd: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.index, self.count, self.cpu, self.allowed = index, count, cpu, allowed
+        self.cpu, self.allowed = cpu, allowed
+        self.name = f"front {index + 1} of {count}"
         self._fd, self._clock = fd, clock
         self._watch = pinwatch.PinWatch(clock(), self._read())
         self._timer: asyncio.TimerHandle | None = None
@@ -84,28 +97,27 @@ class Watcher:
             self._fd = -1
 
     def _tick(self) -> None:
-        name = f"front {self.index + 1} of {self.count}"
         try:
             decision = self._watch.observe(self._clock(), self._read())
             if decision is not None:
-                self._move(name, decision)
+                self._move(decision)
         except (OSError, ValueError) as exc:
-            log.warning("pin_fronts: %s stops watching CPU %d (%s)", name, self.cpu, exc)
+            log.warning("pin_fronts: %s stops watching CPU %d (%s)", self.name, self.cpu, exc)
             self.stop()
             return
         self.start()
 
-    def _move(self, name: str, decision: pinwatch.Decision) -> None:
+    def _move(self, decision: pinwatch.Decision) -> None:
         if decision.move is pinwatch.Move.RETURN:
             os.sched_setaffinity(0, {self.cpu})
-            log.info("%s pinned to CPU %d again", name, self.cpu)
+            log.info("%s pinned to CPU %d again", self.name, self.cpu)
             return
         os.sched_setaffinity(0, self.allowed)
         log.info(
             "%s leaves CPU %d: other work crowds it (for %.0f s it ran %.0f%% of the time it was"
             " ready to, waiting %.2f ms per turn on average); it runs on any CPU and tries CPU %d"
             " again in %.0f s",
-            name,
+            self.name,
             self.cpu,
             pinwatch.STREAK * pinwatch.INTERVAL,
             100 * decision.share,
@@ -139,7 +151,7 @@ def auto_pin(index: int, count: int) -> Watcher | None:
         log.info("pin_fronts: auto: front %d not pinned: %s unreadable (%s)", index + 1,
                  SCHEDSTAT, exc)  # fmt: skip
         return None
-    if pin_front(index, count) is None:
+    if pin_front(index, count, allowed) is None:  # the same set: the Watcher's CPU
         watcher.stop()
         return None
     return watcher

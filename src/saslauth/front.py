@@ -276,11 +276,7 @@ def run_front(
 ) -> int:
     """Entry point of the forked front process."""
     logs.setup(config.log_level, "front")
-    watcher = None
-    if config.pin_fronts == "auto":
-        watcher = affinity.auto_pin(index, count)
-    elif config.pin_fronts:
-        affinity.pin_front(index, count)
+    watcher = affinity.pin(config.pin_fronts, index, count)
     if unprivileged:
         check_unprivileged()
     raise_nofile_limit()

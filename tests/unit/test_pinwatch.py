@@ -269,3 +269,16 @@ def test_watching_starts_and_stops_the_watcher(tmp_path: Path) -> None:
     assert asyncio.run(affinity.watching(watcher, main())) == "done"
     assert seen == [True] and watcher._timer is None
     assert asyncio.run(affinity.watching(None, main())) == "done"
+
+
+def test_pin_follows_the_mode(moves: list[set[int]], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert affinity.pin(False, 1, 2) is None and moves == []
+    assert affinity.pin(True, 1, 2) is None and moves == [{1}]  # pinned, never watched
+    watcher = affinity.pin("auto", 1, 2)
+    try:
+        assert watcher is not None and watcher.cpu == 1 and watcher.name == "front 2 of 2"
+        assert moves == [{1}, {1}]
+    finally:
+        if watcher is not None:
+            watcher.stop()
